@@ -1,0 +1,151 @@
+/* syscancel: cancel a blocking system call running in another thread. */
+#ifndef SYSCANCEL_H
+#define SYSCANCEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { SC_OK = 0, SC_ERROR, SC_CANCELLED, SC_TIMEDOUT } sc_status;
+
+/*
+ * error: errno for SC_ERROR, ECANCELED for SC_CANCELLED, ETIMEDOUT for
+ * SC_TIMEDOUT, 0 for SC_OK.  value: the syscall's return value for SC_OK.
+ */
+typedef struct {
+	sc_status status;
+	int error;
+	long value;
+} sc_result;
+
+/*
+ * A cancellation scope.  The type is complete so that a token can live on
+ * the stack or inside another object; its fields are private: use the
+ * functions below.
+ */
+typedef struct sc_token sc_token;
+struct sc_token {
+	struct sc_token *priv_parent;
+	int64_t priv_deadline;
+	int priv_state;
+	int priv_cause;
+	int priv_children;
+	int priv_reserved;
+};
+
+/* No deadline: the value sc_token_deadline() reports for a token without one. */
+#define SC_NO_DEADLINE INT64_MAX
+
+/*
+ * Tokens.  Functions returning int give 0 or a positive errno value.
+ *
+ * sc_token_init       EINVAL: tok NULL, parent not a live token.  A child of a
+ *                     cancelled parent starts cancelled.
+ * sc_token_destroy    EINVAL: NULL, never initialised or already destroyed;
+ *                     EBUSY: a child token or a call in flight still uses it.
+ * sc_token_set_deadline  absolute CLOCK_MONOTONIC ns; SC_NO_DEADLINE clears it.
+ *                     EINVAL: bad token or negative deadline.  Applies to calls
+ *                     already in flight too.
+ * sc_token_set_timeout   deadline = now + timeout_ns.  EINVAL: negative;
+ *                     EOVERFLOW: now + timeout_ns does not fit (SC_NO_DEADLINE
+ *                     is accepted and clears the deadline).
+ * sc_token_deadline   the effective deadline: the earliest in the chain, or
+ *                     SC_NO_DEADLINE (also for a bad token).
+ * sc_cancel           sticky, idempotent, reaches every descendant and every
+ *                     call in flight under it; async-signal-safe.  EINVAL: bad token.
+ * sc_cancel_cause     as sc_cancel, recording cause (> 0, e.g. an errno value);
+ *                     the first cause recorded wins.  sc_cancel records ECANCELED.
+ * sc_token_cause      the cause of the nearest cancelled token in the chain
+ *                     (the token itself first), else ETIMEDOUT if the chain's
+ *                     deadline has passed, else 0 (also for a bad token).
+ * sc_is_cancelled     the token or one of its ancestors is cancelled.
+ */
+int sc_token_init(sc_token *tok, sc_token *parent);
+int sc_token_destroy(sc_token *tok);
+int sc_token_set_deadline(sc_token *tok, int64_t deadline_ns);
+int sc_token_set_timeout(sc_token *tok, int64_t timeout_ns);
+int64_t sc_token_deadline(const sc_token *tok);
+int sc_cancel(sc_token *tok);
+int sc_cancel_cause(sc_token *tok, int cause);
+int sc_token_cause(const sc_token *tok);
+bool sc_is_cancelled(const sc_token *tok);
+int64_t sc_now_ns(void);	/* CLOCK_MONOTONIC in ns */
+
+typedef enum {
+	SC_BACKEND_DEFAULT = 0,
+	SC_BACKEND_SIGNAL,
+	SC_BACKEND_URING,
+} sc_backend;
+
+typedef struct {
+	int signo;		/* 0: $SYSCANCEL_SIGNAL, else the library default */
+	sc_backend backend;	/* SC_BACKEND_DEFAULT: $SYSCANCEL_BACKEND, else signal */
+} sc_config;
+
+/*
+ * Optional: the first call initialises with defaults.  EINVAL: signal number
+ * outside SIGRTMIN..SIGRTMAX or bad backend; EBUSY: the application already
+ * has a handler on that signal; EALREADY: initialised before with another
+ * configuration; ENOTSUP: backend not available in this build.
+ */
+int sc_init(const sc_config *cfg);
+int sc_signal_number(void);	/* the signal in use, or -1 if initialisation failed */
+int sc_thread_backend(sc_backend backend);	/* per-thread override of the backend */
+
+/*
+ * Blocking calls.  tok may be NULL: the call is then not cancellable.
+ * SC_CANCELLED: a token in the chain was cancelled and the call had no effect.
+ * SC_TIMEDOUT: the chain's deadline passed first; no effect either.
+ * SC_OK: the syscall completed; value is what it returned.
+ * SC_ERROR: error is the syscall's errno, or EINVAL for a destroyed token.
+ * EINTR from the application's own signals is retried, never reported.
+ * Not async-signal-safe; a call made from a signal handler that interrupted
+ * another syscancel call of the same thread runs without cancellation.
+ */
+sc_result sc_read(sc_token *tok, int fd, void *buf, size_t len);
+sc_result sc_write(sc_token *tok, int fd, const void *buf, size_t len);
+sc_result sc_readv(sc_token *tok, int fd, const struct iovec *iov, int iovcnt);
+sc_result sc_writev(sc_token *tok, int fd, const struct iovec *iov, int iovcnt);
+sc_result sc_pread(sc_token *tok, int fd, void *buf, size_t len, off_t off);
+sc_result sc_pwrite(sc_token *tok, int fd, const void *buf, size_t len, off_t off);
+sc_result sc_recv(sc_token *tok, int fd, void *buf, size_t len, int flags);
+sc_result sc_send(sc_token *tok, int fd, const void *buf, size_t len, int flags);
+sc_result sc_recvfrom(sc_token *tok, int fd, void *buf, size_t len, int flags,
+		      struct sockaddr *addr, socklen_t *alen);
+sc_result sc_sendto(sc_token *tok, int fd, const void *buf, size_t len, int flags,
+		    const struct sockaddr *addr, socklen_t alen);
+sc_result sc_recvmsg(sc_token *tok, int fd, struct msghdr *msg, int flags);
+sc_result sc_sendmsg(sc_token *tok, int fd, const struct msghdr *msg, int flags);
+sc_result sc_accept(sc_token *tok, int fd, struct sockaddr *addr, socklen_t *alen, int flags);
+/* A cancelled connect that had started is aborted: the socket is left unconnected. */
+sc_result sc_connect(sc_token *tok, int fd, const struct sockaddr *addr, socklen_t alen);
+sc_result sc_poll(sc_token *tok, struct pollfd *fds, nfds_t n, int timeout_ms);
+sc_result sc_epoll_wait(sc_token *tok, int epfd, struct epoll_event *events,
+			int maxevents, int timeout_ms);
+sc_result sc_sleep(sc_token *tok, int64_t ns);	/* EINVAL if ns < 0 */
+sc_result sc_waitpid(sc_token *tok, pid_t pid, int *wstatus, int options);
+sc_result sc_openat(sc_token *tok, int dirfd, const char *path, int flags, mode_t mode);
+sc_result sc_flock(sc_token *tok, int fd, int operation);
+/* cmd: F_SETLKW, F_OFD_SETLKW (or the non-blocking F_SETLK, F_OFD_SETLK, F_GETLK,
+   F_OFD_GETLK); anything else is EINVAL. */
+sc_result sc_fcntl_lock(sc_token *tok, int fd, int cmd, struct flock *lock);
+/* SC_OK when woken; SC_ERROR EAGAIN if *addr != expected.  Shared futex. */
+sc_result sc_futex_wait(sc_token *tok, const uint32_t *addr, uint32_t expected);
+sc_result sc_syscall(sc_token *tok, long nr, long a1, long a2, long a3,
+		     long a4, long a5, long a6);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
