@@ -1,0 +1,95 @@
+/*
+ * Deadlines: each thread owns a POSIX timer that delivers the library's
+ * signal to that thread alone, armed only while a call with a deadline is in
+ * flight.  No thread polls.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SIGEV_THREAD_ID
+#define SIGEV_THREAD_ID 4
+#endif
+
+/*
+ * Without a stub a timer signal can land just before the kernel entry and
+ * be lost, so the fallback re-fires until the call has left.
+ */
+#ifdef SC_HAVE_STUB
+#define REFIRE_NS 0
+#else
+#define REFIRE_NS 1000000
+#endif
+
+int sc_timer_create(struct sc_slot *s)
+{
+	struct sigevent sev;
+	int id;
+
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = sc_g.signo;
+	sev._sigev_un._tid = s->tid;
+	if (syscall(SYS_timer_create, CLOCK_MONOTONIC, &sev, &id))
+		return errno;
+	s->timer = id;
+	return 0;
+}
+
+void sc_timer_delete(struct sc_slot *s)
+{
+	if (s->timer >= 0)
+		syscall(SYS_timer_delete, s->timer);
+	s->timer = -1;
+	s->timer_armed = 0;
+}
+
+static void timer_set(struct sc_slot *s, int64_t at)
+{
+	struct itimerspec its = {
+		.it_value = { at / 1000000000LL, at % 1000000000LL },
+		.it_interval = { 0, at ? REFIRE_NS : 0 },
+	};
+
+	syscall(SYS_timer_settime, s->timer, TIMER_ABSTIME, &its, NULL);
+}
+
+/*
+ * The owner at call entry and a canceller moving a deadline earlier may race
+ * here; the deadline only goes down, and whoever armed last re-checks it.
+ */
+void sc_deadline_lower(struct sc_slot *s, int64_t deadline)
+{
+	int64_t cur = load_relaxed(&s->deadline);
+
+	do {
+		if (deadline >= cur)
+			return;
+	} while (!__atomic_compare_exchange_n(&s->deadline, &cur, deadline, true,
+					      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+	for (;;) {
+		int64_t want = load_acquire(&s->deadline);
+		timer_set(s, want > 0 ? want : 1);
+		store_release(&s->timer_armed, 1);
+		if (load_acquire(&s->deadline) == want)
+			return;
+	}
+}
+
+void sc_deadline_disarm(struct sc_slot *s)
+{
+	timer_set(s, 0);
+	store_relaxed(&s->timer_armed, 0);
+}
+
+int sc_deadline_passed(const struct sc_slot *s)
+{
+	int64_t dl = load_acquire(&s->deadline);
+
+	return dl != SC_NO_DEADLINE && sc_now_ns() >= dl;
+}

@@ -1,0 +1,123 @@
+/* The library's signal: sending it, and what the handler does with it. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#ifdef SC_HAVE_STUB
+extern const char sc_stub_enter_label[] __asm__("sc_stub_enter") SC_HIDDEN;
+extern const char sc_stub_begin[] SC_HIDDEN;
+extern const char sc_stub_end[] SC_HIDDEN;
+extern const char sc_stub_cancel[] SC_HIDDEN;
+extern const char sc_stub_leave[] SC_HIDDEN;
+
+static int in_range(uintptr_t pc, const char *lo, const char *hi)
+{
+	return pc >= (uintptr_t)lo && pc < (uintptr_t)hi;
+}
+
+/*
+ * The stub is on the stack but the handler interrupted something else: an
+ * application handler that itself interrupted the stub.  When that handler
+ * returns the kernel may restart the syscall; keep our signal pending and
+ * blocked until then, so it lands again on the restarted syscall.
+ */
+static void redeliver_after_nested_handler(ucontext_t *uc, int sig)
+{
+	sigaddset(&uc->uc_sigmask, sig);
+	syscall(SYS_tgkill, sc_g.pid, gettid(), sig);
+}
+
+static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
+{
+	uintptr_t pc = uc->uc_mcontext.gregs[REG_RIP];
+
+	if (in_range(pc, sc_stub_begin, sc_stub_end))
+		uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)sc_stub_cancel;
+	else if (load_relaxed(&s->stub.inside) &&
+		 !in_range(pc, sc_stub_enter_label, sc_stub_leave))
+		redeliver_after_nested_handler(uc, sig);
+}
+#define SA_LIBRARY (SA_SIGINFO | SA_RESTART)
+#else
+static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
+{
+	(void)s, (void)uc, (void)sig;
+}
+/* No restart: an interrupted call returns EINTR and sees its abort flag. */
+#define SA_LIBRARY SA_SIGINFO
+#endif
+
+static void on_signal(int sig, siginfo_t *si, void *ctx)
+{
+	struct sc_slot *s = sc_self;
+	int saved_errno = errno;
+
+	(void)si;
+	if (s && call_active(s)) {
+		if (!load_relaxed(&s->stub.abort) && sc_deadline_passed(s))
+			store_relaxed(&s->stub.abort, 1);
+		if (load_relaxed(&s->stub.abort))
+			divert(s, ctx, sig);
+	}
+	errno = saved_errno;
+}
+
+int sc_handler_install(int signo)
+{
+	struct sigaction sa = { .sa_sigaction = on_signal, .sa_flags = SA_LIBRARY };
+	struct sigaction old;
+
+	if (sigaction(signo, NULL, &old))
+		return errno;
+	if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)
+		return EBUSY;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(signo, &sa, NULL) ? errno : 0;
+}
+
+/* A full queue of real-time signals is transient: the target drains it. */
+static int send_signal(int tid)
+{
+	for (int tries = 0; tries < 10000; tries++) {
+		if (!syscall(SYS_tgkill, sc_g.pid, tid, sc_g.signo))
+			return 0;
+		if (errno != EAGAIN)
+			return errno;
+		sched_yield();
+	}
+	return EAGAIN;
+}
+
+#ifndef SC_HAVE_STUB
+/* Bounded backoff: 10 us doubling to 1 ms, until the call has left. */
+static void resignal_until_left(struct sc_slot *s, uint64_t call)
+{
+	struct timespec ts = { 0, 10000 };
+
+	while (load_acquire(&s->call) == call) {
+		syscall(SYS_nanosleep, &ts, NULL);
+		if (ts.tv_nsec < 1000000)
+			ts.tv_nsec *= 2;
+		if (load_acquire(&s->call) == call)
+			send_signal(s->tid);
+	}
+}
+#endif
+
+/* Called with the slot pinned and its call seen in flight under a cancelled token. */
+void sc_send_cancel(struct sc_slot *s, uint64_t call)
+{
+	store_release(&s->stub.abort, 1);
+	send_signal(load_relaxed(&s->tid));
+#ifndef SC_HAVE_STUB
+	resignal_until_left(s, call);
+#else
+	(void)call;
+#endif
+}

@@ -1,0 +1,177 @@
+/* Configuration and one-time initialisation. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct sc_globals sc_g = { .signo = 0 };
+
+enum { INIT_NONE, INIT_DONE, INIT_FAILED };
+static int init_state;
+static int init_error;
+static sc_backend init_backend;
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Far from SIGRTMIN, where applications and glibc allocate their own. */
+static int default_signal(void)
+{
+	return SIGRTMAX - 4;
+}
+
+static int parse_signal(const char *s, int *signo)
+{
+	int base = 0;
+	char *end;
+
+	if (!strncmp(s, "SIG", 3))
+		s += 3;
+	if (!strncmp(s, "RTMIN+", 6)) {
+		base = SIGRTMIN;
+		s += 6;
+	} else if (!strncmp(s, "RTMAX-", 6)) {
+		base = SIGRTMAX;
+		s += 6;
+	}
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > 1024)
+		return EINVAL;
+	*signo = base == SIGRTMAX ? base - (int)v : base + (int)v;
+	return 0;
+}
+
+static int resolve_signal(const sc_config *cfg, int *signo)
+{
+	const char *env = getenv("SYSCANCEL_SIGNAL");
+
+	if (cfg && cfg->signo)
+		*signo = cfg->signo;
+	else if (env && *env) {
+		if (parse_signal(env, signo))
+			return EINVAL;
+	} else
+		*signo = default_signal();
+	return *signo >= SIGRTMIN && *signo <= SIGRTMAX ? 0 : EINVAL;
+}
+
+static int resolve_backend(const sc_config *cfg, sc_backend *backend)
+{
+	const char *env = getenv("SYSCANCEL_BACKEND");
+
+	*backend = cfg ? cfg->backend : SC_BACKEND_DEFAULT;
+	if (*backend == SC_BACKEND_DEFAULT && env && *env) {
+		if (!strcmp(env, "signal"))
+			*backend = SC_BACKEND_SIGNAL;
+		else if (!strcmp(env, "uring"))
+			return 0;	/* unavailable in this build: keep the signal path */
+		else
+			return EINVAL;
+	}
+	switch (*backend) {
+	case SC_BACKEND_DEFAULT:
+	case SC_BACKEND_SIGNAL:
+		*backend = SC_BACKEND_SIGNAL;
+		return 0;
+	case SC_BACKEND_URING:
+		return ENOTSUP;
+	}
+	return EINVAL;
+}
+
+static void register_membarrier(void)
+{
+	long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	sc_g.use_membarrier = cmds > 0 &&
+		(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+		!syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
+}
+
+static pthread_key_t slot_key;
+
+static void after_fork_child(void)
+{
+	sc_g.pid = getpid();
+	if (sc_g.use_membarrier)
+		register_membarrier();
+	sc_registry_after_fork();
+}
+
+static int init_locked(const sc_config *cfg)
+{
+	int signo, err;
+	sc_backend backend;
+
+	err = resolve_signal(cfg, &signo);
+	if (!err)
+		err = resolve_backend(cfg, &backend);
+	if (err)
+		return err;
+	if (init_state == INIT_DONE)
+		return signo == sc_g.signo && backend == init_backend ? 0 : EALREADY;
+	err = sc_handler_install(signo);
+	if (err)
+		return err;
+	err = pthread_key_create(&slot_key, sc_slot_release);
+	if (err)
+		return err;
+	sc_g.signo = signo;
+	sc_g.pid = getpid();
+	init_backend = backend;
+	register_membarrier();
+	pthread_atfork(NULL, NULL, after_fork_child);
+	store_release(&init_state, INIT_DONE);
+	return 0;
+}
+
+int sc_init(const sc_config *cfg)
+{
+	pthread_mutex_lock(&init_lock);
+	int err = init_locked(cfg);
+	pthread_mutex_unlock(&init_lock);
+	return err;
+}
+
+/* Implicit initialisation on first use: a failure sticks, so calls keep reporting it. */
+int sc_ensure_init(void)
+{
+	if (likely(load_acquire(&init_state) == INIT_DONE))
+		return 0;
+	pthread_mutex_lock(&init_lock);
+	if (init_state == INIT_NONE) {
+		init_error = init_locked(NULL);
+		if (init_error)
+			init_state = INIT_FAILED;
+	}
+	int err = init_state == INIT_DONE ? 0 : init_error;
+	pthread_mutex_unlock(&init_lock);
+	return err;
+}
+
+int sc_set_slot_key(struct sc_slot *s)
+{
+	return pthread_setspecific(slot_key, s);
+}
+
+int sc_signal_number(void)
+{
+	return sc_ensure_init() ? -1 : sc_g.signo;
+}
+
+int sc_thread_backend(sc_backend backend)
+{
+	switch (backend) {
+	case SC_BACKEND_DEFAULT:
+	case SC_BACKEND_SIGNAL:
+		return 0;
+	case SC_BACKEND_URING:
+		return ENOTSUP;
+	}
+	return EINVAL;
+}

@@ -1,0 +1,188 @@
+/*
+ * The registry: one slot per thread, found through TLS, linked in a list
+ * that only grows.  Cancellers walk it without locks and pin each slot while
+ * they look at it; a call that ends while pinned waits for the pin to drop,
+ * so a canceller never signals a thread that has left its call.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+__thread struct sc_slot *sc_self __attribute__((tls_model("initial-exec")));
+
+static struct sc_slot *registry_head;
+
+/*
+ * Orders the canceller's earlier stores before its later loads on every
+ * thread of the process, so the calling side needs only a compiler barrier.
+ */
+static void heavy_barrier(void)
+{
+	if (!sc_g.use_membarrier ||
+	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0))
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static struct sc_slot *slot_reuse(int tid)
+{
+	for (struct sc_slot *s = load_acquire(&registry_head); s; s = s->next) {
+		int free_tid = 0;
+		if (__atomic_compare_exchange_n(&s->tid, &free_tid, tid, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			return s;
+	}
+	return NULL;
+}
+
+static struct sc_slot *slot_new(int tid)
+{
+	struct sc_slot *s = aligned_alloc(64, (sizeof(*s) + 63) & ~(size_t)63);
+
+	if (!s)
+		return NULL;
+	memset(s, 0, sizeof(*s));
+	s->tid = tid;
+	s->timer = -1;
+	s->deadline = SC_NO_DEADLINE;
+	s->next = load_relaxed(&registry_head);
+	while (!__atomic_compare_exchange_n(&registry_head, &s->next, s, true,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
+	return s;
+}
+
+static int unblock_signal(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, sc_g.signo);
+	return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/* First call of a thread: take a slot, give it a deadline timer. */
+struct sc_slot *sc_slot_claim(int *err)
+{
+	int tid = gettid();
+	struct sc_slot *s;
+
+	*err = sc_ensure_init();
+	if (*err)
+		return NULL;
+	s = slot_reuse(tid);
+	if (!s)
+		s = slot_new(tid);
+	if (!s) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	*err = sc_timer_create(s);
+	if (!*err)
+		*err = unblock_signal();
+	if (!*err)
+		*err = sc_set_slot_key(s);
+	if (*err) {
+		sc_timer_delete(s);
+		store_release(&s->tid, 0);
+		return NULL;
+	}
+	sc_self = s;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return s;
+}
+
+/* Thread exit.  A call still marked in flight was abandoned by a handler. */
+void sc_slot_release(void *slot)
+{
+	struct sc_slot *s = slot;
+
+	if (call_active(s))
+		sc_call_exit(s);
+	sc_self = NULL;
+	compiler_barrier();
+	sc_timer_delete(s);
+	store_release(&s->tid, 0);
+}
+
+/* In the child only this thread exists, with a new tid and no timers. */
+void sc_registry_after_fork(void)
+{
+	for (struct sc_slot *s = registry_head; s; s = s->next) {
+		s->pins = 0;
+		s->exit_waiting = 0;
+		s->timer = -1;
+		s->timer_armed = 0;
+		if (s == sc_self) {
+			s->tid = gettid();
+			sc_timer_create(s);
+		} else {
+			s->call &= ~(uint64_t)1;
+			s->tok = NULL;
+			s->tid = 0;
+		}
+	}
+}
+
+static void unpin(struct sc_slot *s)
+{
+	if (__atomic_fetch_sub(&s->pins, 1, __ATOMIC_RELEASE) == 1 &&
+	    load_acquire(&s->exit_waiting))
+		syscall(SYS_futex, &s->pins, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/*
+ * Calls fn on every slot whose call in flight runs under tok (or, with tok
+ * NULL, on every slot with a call in flight).  The slot stays pinned during
+ * fn: its call cannot end, its token and thread stay alive.
+ * Async-signal-safe: no lock, no allocation.
+ */
+void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg)
+{
+	struct sc_slot *head = load_acquire(&registry_head);
+
+	for (struct sc_slot *s = head; s; s = s->next)
+		__atomic_fetch_add(&s->pins, 1, __ATOMIC_SEQ_CST);
+	heavy_barrier();
+	for (struct sc_slot *s = head; s; s = s->next) {
+		if (call_active(s)) {
+			const sc_token *t = load_relaxed(&s->tok);
+			if (t && (!tok || sc_chain_contains(t, tok)))
+				fn(s, arg);
+		}
+		unpin(s);
+	}
+}
+
+static void wait_unpinned(struct sc_slot *s)
+{
+	uint32_t pins;
+
+	store_relaxed(&s->exit_waiting, 1);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	while ((pins = load_acquire(&s->pins)))
+		syscall(SYS_futex, &s->pins, FUTEX_WAIT_PRIVATE, pins, NULL, NULL, 0);
+	store_relaxed(&s->exit_waiting, 0);
+	/* A signal sent while we were pinned is pending: take it now, harmlessly. */
+	syscall(SYS_getppid);
+}
+
+/* The end of every call: after it, no signal of the library reaches this thread. */
+void sc_call_exit(struct sc_slot *s)
+{
+	store_release(&s->call, s->call & ~(uint64_t)1);
+	if (sc_g.use_membarrier)
+		compiler_barrier();
+	else
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (unlikely(load_acquire(&s->pins)))
+		wait_unpinned(s);
+	if (unlikely(load_relaxed(&s->timer_armed)))
+		sc_deadline_disarm(s);
+}

@@ -1,0 +1,204 @@
+/* Tokens: a tree of cancellation scopes with sticky cancel and deadlines. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <time.h>
+
+/* priv_state: a magic number that says live or dead, plus flag bits. */
+#define TOK_CANCELLED 0x1
+#define TOK_DYING 0x2
+#define TOK_FLAGS 0xff
+#define TOK_LIVE 0x5c7e0000
+#define TOK_DEAD 0x5cdd0000
+
+static int state_of(const sc_token *tok)
+{
+	return load_acquire(&tok->priv_state);
+}
+
+static int is_live(const sc_token *tok)
+{
+	return tok && (state_of(tok) & ~TOK_CANCELLED) == TOK_LIVE;
+}
+
+int64_t sc_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Walks tok to the root: cancelled, invalid, or live with its earliest deadline. */
+int sc_chain_check(const sc_token *tok, int64_t *deadline)
+{
+	int64_t dl = SC_NO_DEADLINE;
+
+	for (const sc_token *t = tok; t; t = t->priv_parent) {
+		int st = state_of(t);
+		if (unlikely((st & ~TOK_CANCELLED) != TOK_LIVE))
+			return SC_CHAIN_INVALID;
+		if (st & TOK_CANCELLED)
+			return SC_CHAIN_CANCELLED;
+		int64_t d = load_relaxed(&t->priv_deadline);
+		if (d < dl)
+			dl = d;
+	}
+	*deadline = dl;
+	return SC_CHAIN_LIVE;
+}
+
+int sc_chain_contains(const sc_token *tok, const sc_token *ancestor)
+{
+	for (const sc_token *t = tok; t; t = t->priv_parent)
+		if (t == ancestor)
+			return 1;
+	return 0;
+}
+
+int sc_token_init(sc_token *tok, sc_token *parent)
+{
+	if (!tok || (parent && !is_live(parent)))
+		return EINVAL;
+	if (parent) {
+		__atomic_fetch_add(&parent->priv_children, 1, __ATOMIC_SEQ_CST);
+		if (!is_live(parent)) {
+			__atomic_fetch_sub(&parent->priv_children, 1, __ATOMIC_SEQ_CST);
+			return EINVAL;
+		}
+	}
+	tok->priv_parent = parent;
+	tok->priv_deadline = SC_NO_DEADLINE;
+	tok->priv_cause = 0;
+	tok->priv_children = 0;
+	tok->priv_reserved = 0;
+	store_release(&tok->priv_state, TOK_LIVE);
+	return 0;
+}
+
+static void mark_in_use(struct sc_slot *s, void *arg)
+{
+	(void)s;
+	*(int *)arg = 1;
+}
+
+static int in_use(const sc_token *tok)
+{
+	int used = __atomic_load_n(&tok->priv_children, __ATOMIC_SEQ_CST) != 0;
+
+	if (!used)
+		sc_registry_visit(tok, mark_in_use, &used);
+	return used;
+}
+
+int sc_token_destroy(sc_token *tok)
+{
+	int st;
+
+	do {
+		if (!tok)
+			return EINVAL;
+		st = state_of(tok);
+		if ((st & ~TOK_CANCELLED) != TOK_LIVE)
+			return EINVAL;
+	} while (!__atomic_compare_exchange_n(&tok->priv_state, &st, st | TOK_DYING, false,
+					      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+	if (in_use(tok)) {
+		__atomic_fetch_and(&tok->priv_state, ~TOK_DYING, __ATOMIC_SEQ_CST);
+		return EBUSY;
+	}
+	store_release(&tok->priv_state, TOK_DEAD);
+	if (tok->priv_parent)
+		__atomic_fetch_sub(&tok->priv_parent->priv_children, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static void lower_call_deadline(struct sc_slot *s, void *arg)
+{
+	(void)arg;
+	int64_t dl;
+
+	if (sc_chain_check(load_relaxed(&s->tok), &dl) == SC_CHAIN_LIVE)
+		sc_deadline_lower(s, dl);
+}
+
+int sc_token_set_deadline(sc_token *tok, int64_t deadline_ns)
+{
+	if (!is_live(tok) || deadline_ns < 0)
+		return EINVAL;
+	store_release(&tok->priv_deadline, deadline_ns);
+	if (deadline_ns != SC_NO_DEADLINE && load_acquire(&sc_g.signo))
+		sc_registry_visit(tok, lower_call_deadline, NULL);
+	return 0;
+}
+
+int sc_token_set_timeout(sc_token *tok, int64_t timeout_ns)
+{
+	if (timeout_ns == SC_NO_DEADLINE)
+		return sc_token_set_deadline(tok, SC_NO_DEADLINE);
+	if (timeout_ns < 0)
+		return EINVAL;
+	int64_t now = sc_now_ns();
+	if (timeout_ns >= SC_NO_DEADLINE - now)
+		return is_live(tok) ? EOVERFLOW : EINVAL;
+	return sc_token_set_deadline(tok, now + timeout_ns);
+}
+
+int64_t sc_token_deadline(const sc_token *tok)
+{
+	int64_t dl = SC_NO_DEADLINE;
+
+	if (!tok || (state_of(tok) & ~TOK_FLAGS) != TOK_LIVE)
+		return SC_NO_DEADLINE;
+	for (const sc_token *t = tok; t; t = t->priv_parent) {
+		int64_t d = load_relaxed(&t->priv_deadline);
+		dl = d < dl ? d : dl;
+	}
+	return dl;
+}
+
+static void cancel_call(struct sc_slot *s, void *arg)
+{
+	(void)arg;
+	sc_send_cancel(s, load_relaxed(&s->call));
+}
+
+int sc_cancel_cause(sc_token *tok, int cause)
+{
+	int none = 0;
+
+	if (!is_live(tok) || cause <= 0)
+		return EINVAL;
+	__atomic_compare_exchange_n(&tok->priv_cause, &none, cause, false,
+				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+	__atomic_fetch_or(&tok->priv_state, TOK_CANCELLED, __ATOMIC_SEQ_CST);
+	if (load_acquire(&sc_g.signo))
+		sc_registry_visit(tok, cancel_call, NULL);
+	return 0;
+}
+
+int sc_cancel(sc_token *tok)
+{
+	return sc_cancel_cause(tok, ECANCELED);
+}
+
+int sc_token_cause(const sc_token *tok)
+{
+	if (!tok || (state_of(tok) & ~TOK_FLAGS) != TOK_LIVE)
+		return 0;
+	for (const sc_token *t = tok; t; t = t->priv_parent)
+		if (state_of(t) & TOK_CANCELLED)
+			return load_acquire(&t->priv_cause);
+	return sc_token_deadline(tok) <= sc_now_ns() ? ETIMEDOUT : 0;
+}
+
+bool sc_is_cancelled(const sc_token *tok)
+{
+	if (!tok || (state_of(tok) & ~TOK_FLAGS) != TOK_LIVE)
+		return false;
+	for (const sc_token *t = tok; t; t = t->priv_parent)
+		if (state_of(t) & TOK_CANCELLED)
+			return true;
+	return false;
+}
