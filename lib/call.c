@@ -17,13 +17,6 @@ sc_result sc_error(int err)
 	return (sc_result){ SC_ERROR, err, -1 };
 }
 
-static sc_result completed(long v)
-{
-	if (v < 0 && v >= -4095)
-		return sc_error((int)-v);
-	return (sc_result){ SC_OK, 0, v };
-}
-
 static long remaining_ms(int64_t end)
 {
 	int64_t left = end - sc_now_ns();
@@ -53,20 +46,7 @@ static sc_result run_nested(const struct sc_req *req)
 		v = syscall(st.nr, st.args[0], st.args[1], st.args[2],
 			    st.args[3], st.args[4], st.args[5]);
 	} while (v == -1 && errno == EINTR && !(req->flags & SC_REQ_NO_RETRY));
-	return v == -1 ? sc_error(errno) : completed(v);
-}
-
-static void call_enter(struct sc_slot *s, sc_token *tok)
-{
-	store_relaxed(&s->stub.abort, 0);
-	store_relaxed(&s->deadline, SC_NO_DEADLINE);
-	store_relaxed(&s->tok, tok);
-	store_release(&s->call, s->call + 3);
-	/* Pairs with the canceller's membarrier: see sc_registry_visit(). */
-	if (sc_g.use_membarrier)
-		compiler_barrier();
-	else
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return v == -1 ? sc_error(errno) : sc_completed(v);
 }
 
 /* Our signal or someone else's: only a cancel or a deadline ends the call. */
@@ -83,49 +63,73 @@ static int interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
 	return 1;
 }
 
-static sc_result run_published(struct sc_slot *s, sc_token *tok, struct sc_req *req)
+/* Before the first attempt: the chain is cancelled, invalid, or has a deadline. */
+static int check_chain(struct sc_slot *s, const sc_token *tok, sc_result *r)
 {
 	int64_t dl;
-	sc_result r;
 
 	switch (sc_chain_check(tok, &dl)) {
 	case SC_CHAIN_CANCELLED:
-		return cancelled;
+		*r = cancelled;
+		return 1;
 	case SC_CHAIN_INVALID:
-		return sc_error(EINVAL);
+		*r = sc_error(EINVAL);
+		return 1;
 	}
 	if (dl != SC_NO_DEADLINE) {
-		if (sc_now_ns() >= dl)
-			return timedout;
+		if (sc_now_ns() >= dl) {
+			*r = timedout;
+			return 1;
+		}
 		sc_deadline_lower(s, dl);
 	}
-	for (int retried = 0;; retried = 1) {
+	return 0;
+}
+
+static sc_result run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
+			      long v)
+{
+	sc_result r;
+	int retried = v != SC_NOT_ENTERED;
+
+	if (!retried && check_chain(s, tok, &r))
+		return r;
+	for (;; retried = 1) {
+		if (v != SC_NOT_ENTERED) {
+			if (v == -EINTR && (req->flags & SC_REQ_NO_RETRY))
+				return sc_error(EINTR);
+			if (interrupted(s, tok, &r))
+				return r;
+		}
 		load_stub(&s->stub, req);
-		long v = sc_stub_enter(&s->stub);
-		if (likely(v != -EINTR && v != SC_STUB_CANCELLED)) {
+		v = sc_stub_enter(&s->stub);
+		if (v != -EINTR && v != SC_STUB_CANCELLED) {
 			if (retried && v == -EISCONN && (req->flags & SC_REQ_CONNECT))
 				v = 0;
-			return completed(v);
+			return sc_completed(v);
 		}
-		if (v == -EINTR && (req->flags & SC_REQ_NO_RETRY))
-			return sc_error(EINTR);
-		if (interrupted(s, tok, &r))
-			return r;
 	}
 }
 
-sc_result sc_run(sc_token *tok, struct sc_req *req)
+/* Takes over a call in flight from the inline fast path, and ends it. */
+sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *req, long v)
 {
-	struct sc_slot *s = sc_self;
-	sc_result r;
-	int err;
+	sc_result r = run_attempts(s, tok, req, v);
 
-	if (unlikely(!s) && !(s = sc_slot_claim(&err)))
-		return sc_error(err);
-	if (unlikely(call_active(s)))
-		return run_nested(req);
-	call_enter(s, tok);
-	r = run_published(s, tok, req);
 	sc_call_exit(s);
 	return r;
+}
+
+/* The first call of a thread, a nested call, or one with a timeout to recompute. */
+sc_result sc_run_slow(sc_token *tok, const struct sc_req *req)
+{
+	struct sc_slot *s = sc_self;
+	int err;
+
+	if (!s && !(s = sc_slot_claim(&err)))
+		return sc_error(err);
+	if (call_active(s))
+		return run_nested(req);
+	sc_call_enter(s, tok);
+	return sc_run_resume(s, tok, req, SC_NOT_ENTERED);
 }

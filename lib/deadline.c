@@ -85,6 +85,7 @@ void sc_deadline_disarm(struct sc_slot *s)
 {
 	timer_set(s, 0);
 	store_relaxed(&s->timer_armed, 0);
+	store_relaxed(&s->deadline, SC_NO_DEADLINE);
 }
 
 int sc_deadline_passed(const struct sc_slot *s)

@@ -4,6 +4,7 @@
 
 #include "config.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdint.h>
@@ -73,9 +74,13 @@ void sc_slot_release(void *slot) SC_HIDDEN;
 void sc_registry_after_fork(void) SC_HIDDEN;
 typedef void sc_slot_fn(struct sc_slot *s, void *arg);
 void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg) SC_HIDDEN;
-void sc_call_exit(struct sc_slot *s) SC_HIDDEN;
 
-/* token.c */
+/* token.c; priv_state holds a magic number saying live or dead, plus flags */
+#define SC_TOK_CANCELLED 0x1
+#define SC_TOK_DYING 0x2
+#define SC_TOK_FLAGS 0xff
+#define SC_TOK_LIVE 0x5c7e0000
+#define SC_TOK_DEAD 0x5cdd0000
 enum { SC_CHAIN_LIVE, SC_CHAIN_CANCELLED, SC_CHAIN_INVALID };
 int sc_chain_check(const sc_token *tok, int64_t *deadline) SC_HIDDEN;
 int sc_chain_contains(const sc_token *tok, const sc_token *ancestor) SC_HIDDEN;
@@ -94,7 +99,7 @@ void sc_send_cancel(struct sc_slot *s, uint64_t call) SC_HIDDEN;
 /* the stub, lib/arch/<arch>/ */
 long sc_stub_enter(struct sc_stub *st) SC_HIDDEN;
 
-/* call.c */
+/* call.c: the out-of-line parts of a call */
 struct sc_req {
 	long nr;
 	long args[6];
@@ -104,7 +109,76 @@ struct sc_req {
 };
 #define SC_REQ_NO_RETRY 1u	/* EINTR is final (close) */
 #define SC_REQ_CONNECT 2u	/* a retried connect that finds the socket connected succeeded */
-sc_result sc_run(sc_token *tok, struct sc_req *req) SC_HIDDEN;
+#define SC_NOT_ENTERED (LONG_MIN + 1)
+sc_result sc_run_slow(sc_token *tok, const struct sc_req *req) SC_HIDDEN;
+sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
+			long v) SC_HIDDEN;
+void sc_call_exit_slow(struct sc_slot *s) SC_HIDDEN;
 sc_result sc_error(int err) SC_HIDDEN;
+
+static inline sc_result sc_completed(long v)
+{
+	if (v < 0 && v >= -4095)
+		return sc_error((int)-v);
+	return (sc_result){ SC_OK, 0, v };
+}
+
+static inline void sc_call_enter(struct sc_slot *s, sc_token *tok)
+{
+	store_relaxed(&s->stub.abort, 0);
+	store_relaxed(&s->tok, tok);
+	store_release(&s->call, s->call + 3);
+	/* Pairs with the canceller's membarrier: see sc_registry_visit(). */
+	if (sc_g.use_membarrier)
+		compiler_barrier();
+	else
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* The end of every call: after it, no signal of the library reaches this thread. */
+static inline void sc_call_exit(struct sc_slot *s)
+{
+	store_release(&s->call, s->call & ~(uint64_t)1);
+	if (sc_g.use_membarrier)
+		compiler_barrier();
+	else
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (unlikely(load_acquire(&s->pins) | load_relaxed(&s->timer_armed)))
+		sc_call_exit_slow(s);
+}
+
+/* Live, not cancelled, and no deadline anywhere up the chain. */
+static inline int sc_chain_plain(const sc_token *tok)
+{
+	for (const sc_token *t = tok; t; t = t->priv_parent)
+		if (load_acquire(&t->priv_state) != SC_TOK_LIVE ||
+		    load_relaxed(&t->priv_deadline) != SC_NO_DEADLINE)
+			return 0;
+	return 1;
+}
+
+/*
+ * The mechanism behind every call, inlined into each wrapper: the common
+ * case (no deadline, no cancel, no signal) stays on this path.
+ */
+static inline __attribute__((always_inline))
+sc_result sc_run(sc_token *tok, const struct sc_req *req)
+{
+	struct sc_slot *s = sc_self;
+	long v;
+
+	if (unlikely(!s || call_active(s) || req->ms_arg >= 0))
+		return sc_run_slow(tok, req);
+	sc_call_enter(s, tok);
+	if (unlikely(!sc_chain_plain(tok)))
+		return sc_run_resume(s, tok, req, SC_NOT_ENTERED);
+	s->stub.nr = req->nr;
+	__builtin_memcpy(s->stub.args, req->args, sizeof(s->stub.args));
+	v = sc_stub_enter(&s->stub);
+	if (unlikely(v == -EINTR || v == SC_STUB_CANCELLED))
+		return sc_run_resume(s, tok, req, v);
+	sc_call_exit(s);
+	return sc_completed(v);
+}
 
 #endif

@@ -173,16 +173,11 @@ static void wait_unpinned(struct sc_slot *s)
 	syscall(SYS_getppid);
 }
 
-/* The end of every call: after it, no signal of the library reaches this thread. */
-void sc_call_exit(struct sc_slot *s)
+/* A call ends while pinned, or with its deadline timer armed. */
+void sc_call_exit_slow(struct sc_slot *s)
 {
-	store_release(&s->call, s->call & ~(uint64_t)1);
-	if (sc_g.use_membarrier)
-		compiler_barrier();
-	else
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (unlikely(load_acquire(&s->pins)))
+	if (load_acquire(&s->pins))
 		wait_unpinned(s);
-	if (unlikely(load_relaxed(&s->timer_armed)))
+	if (load_relaxed(&s->timer_armed))
 		sc_deadline_disarm(s);
 }

@@ -5,13 +5,6 @@
 #include <errno.h>
 #include <time.h>
 
-/* priv_state: a magic number that says live or dead, plus flag bits. */
-#define TOK_CANCELLED 0x1
-#define TOK_DYING 0x2
-#define TOK_FLAGS 0xff
-#define TOK_LIVE 0x5c7e0000
-#define TOK_DEAD 0x5cdd0000
-
 static int state_of(const sc_token *tok)
 {
 	return load_acquire(&tok->priv_state);
@@ -19,7 +12,7 @@ static int state_of(const sc_token *tok)
 
 static int is_live(const sc_token *tok)
 {
-	return tok && (state_of(tok) & ~TOK_CANCELLED) == TOK_LIVE;
+	return tok && (state_of(tok) & ~SC_TOK_CANCELLED) == SC_TOK_LIVE;
 }
 
 int64_t sc_now_ns(void)
@@ -37,9 +30,9 @@ int sc_chain_check(const sc_token *tok, int64_t *deadline)
 
 	for (const sc_token *t = tok; t; t = t->priv_parent) {
 		int st = state_of(t);
-		if (unlikely((st & ~TOK_CANCELLED) != TOK_LIVE))
+		if (unlikely((st & ~SC_TOK_CANCELLED) != SC_TOK_LIVE))
 			return SC_CHAIN_INVALID;
-		if (st & TOK_CANCELLED)
+		if (st & SC_TOK_CANCELLED)
 			return SC_CHAIN_CANCELLED;
 		int64_t d = load_relaxed(&t->priv_deadline);
 		if (d < dl)
@@ -73,7 +66,7 @@ int sc_token_init(sc_token *tok, sc_token *parent)
 	tok->priv_cause = 0;
 	tok->priv_children = 0;
 	tok->priv_reserved = 0;
-	store_release(&tok->priv_state, TOK_LIVE);
+	store_release(&tok->priv_state, SC_TOK_LIVE);
 	return 0;
 }
 
@@ -100,15 +93,15 @@ int sc_token_destroy(sc_token *tok)
 		if (!tok)
 			return EINVAL;
 		st = state_of(tok);
-		if ((st & ~TOK_CANCELLED) != TOK_LIVE)
+		if ((st & ~SC_TOK_CANCELLED) != SC_TOK_LIVE)
 			return EINVAL;
-	} while (!__atomic_compare_exchange_n(&tok->priv_state, &st, st | TOK_DYING, false,
+	} while (!__atomic_compare_exchange_n(&tok->priv_state, &st, st | SC_TOK_DYING, false,
 					      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
 	if (in_use(tok)) {
-		__atomic_fetch_and(&tok->priv_state, ~TOK_DYING, __ATOMIC_SEQ_CST);
+		__atomic_fetch_and(&tok->priv_state, ~SC_TOK_DYING, __ATOMIC_SEQ_CST);
 		return EBUSY;
 	}
-	store_release(&tok->priv_state, TOK_DEAD);
+	store_release(&tok->priv_state, SC_TOK_DEAD);
 	if (tok->priv_parent)
 		__atomic_fetch_sub(&tok->priv_parent->priv_children, 1, __ATOMIC_SEQ_CST);
 	return 0;
@@ -149,7 +142,7 @@ int64_t sc_token_deadline(const sc_token *tok)
 {
 	int64_t dl = SC_NO_DEADLINE;
 
-	if (!tok || (state_of(tok) & ~TOK_FLAGS) != TOK_LIVE)
+	if (!tok || (state_of(tok) & ~SC_TOK_FLAGS) != SC_TOK_LIVE)
 		return SC_NO_DEADLINE;
 	for (const sc_token *t = tok; t; t = t->priv_parent) {
 		int64_t d = load_relaxed(&t->priv_deadline);
@@ -172,7 +165,7 @@ int sc_cancel_cause(sc_token *tok, int cause)
 		return EINVAL;
 	__atomic_compare_exchange_n(&tok->priv_cause, &none, cause, false,
 				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-	__atomic_fetch_or(&tok->priv_state, TOK_CANCELLED, __ATOMIC_SEQ_CST);
+	__atomic_fetch_or(&tok->priv_state, SC_TOK_CANCELLED, __ATOMIC_SEQ_CST);
 	if (load_acquire(&sc_g.signo))
 		sc_registry_visit(tok, cancel_call, NULL);
 	return 0;
@@ -185,20 +178,20 @@ int sc_cancel(sc_token *tok)
 
 int sc_token_cause(const sc_token *tok)
 {
-	if (!tok || (state_of(tok) & ~TOK_FLAGS) != TOK_LIVE)
+	if (!tok || (state_of(tok) & ~SC_TOK_FLAGS) != SC_TOK_LIVE)
 		return 0;
 	for (const sc_token *t = tok; t; t = t->priv_parent)
-		if (state_of(t) & TOK_CANCELLED)
+		if (state_of(t) & SC_TOK_CANCELLED)
 			return load_acquire(&t->priv_cause);
 	return sc_token_deadline(tok) <= sc_now_ns() ? ETIMEDOUT : 0;
 }
 
 bool sc_is_cancelled(const sc_token *tok)
 {
-	if (!tok || (state_of(tok) & ~TOK_FLAGS) != TOK_LIVE)
+	if (!tok || (state_of(tok) & ~SC_TOK_FLAGS) != SC_TOK_LIVE)
 		return false;
 	for (const sc_token *t = tok; t; t = t->priv_parent)
-		if (state_of(t) & TOK_CANCELLED)
+		if (state_of(t) & SC_TOK_CANCELLED)
 			return true;
 	return false;
 }
