@@ -27,24 +27,25 @@ static long remaining_ms(int64_t end)
 	return left > INT_MAX ? INT_MAX : left;
 }
 
-static void load_stub(struct sc_stub *st, const struct sc_req *req)
+static long arg(const struct sc_req *req, int i)
 {
-	st->nr = req->nr;
-	memcpy(st->args, req->args, sizeof(st->args));
-	if (req->ms_arg >= 0)
-		st->args[req->ms_arg] = remaining_ms(req->ms_end);
+	return i == req->ms_arg ? remaining_ms(req->ms_end) : req->args[i];
+}
+
+static long enter(struct sc_slot *s, const struct sc_req *req)
+{
+	return sc_stub_enter(s, req->nr, arg(req, 0), arg(req, 1), arg(req, 2),
+			     arg(req, 3), arg(req, 4), arg(req, 5));
 }
 
 /* A call made from a handler on top of another call: not cancellable. */
 static sc_result run_nested(const struct sc_req *req)
 {
-	struct sc_stub st;
 	long v;
 
 	do {
-		load_stub(&st, req);
-		v = syscall(st.nr, st.args[0], st.args[1], st.args[2],
-			    st.args[3], st.args[4], st.args[5]);
+		v = syscall(req->nr, arg(req, 0), arg(req, 1), arg(req, 2),
+			    arg(req, 3), arg(req, 4), arg(req, 5));
 	} while (v == -1 && errno == EINTR && !(req->flags & SC_REQ_NO_RETRY));
 	return v == -1 ? sc_error(errno) : sc_completed(v);
 }
@@ -101,8 +102,7 @@ static sc_result run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_
 			if (interrupted(s, tok, &r))
 				return r;
 		}
-		load_stub(&s->stub, req);
-		v = sc_stub_enter(&s->stub);
+		v = enter(s, req);
 		if (v != -EINTR && v != SC_STUB_CANCELLED) {
 			if (retried && v == -EISCONN && (req->flags & SC_REQ_CONNECT))
 				v = 0;
@@ -120,8 +120,8 @@ sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *r
 	return r;
 }
 
-/* The first call of a thread, a nested call, or one with a timeout to recompute. */
-sc_result sc_run_slow(sc_token *tok, const struct sc_req *req)
+/* The whole path, for the first call of a thread, a nested call, or a special request. */
+sc_result sc_run_req(sc_token *tok, const struct sc_req *req)
 {
 	struct sc_slot *s = sc_self;
 	int err;

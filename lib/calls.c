@@ -9,24 +9,22 @@
 #include <time.h>
 
 #define L(x) ((long)(x))
-#define REQ(nr_, ...) (&(struct sc_req){ .nr = (nr_), .args = { __VA_ARGS__ }, .ms_arg = -1 })
-
 /* One line per call whose arguments go to the kernel unchanged. */
 #define SC_CALL(name, params, nr, ...) \
-	sc_result name params { return sc_run(tok, REQ(nr, __VA_ARGS__)); }
+	sc_result name params { return sc_run(tok, nr, __VA_ARGS__); }
 
 SC_CALL(sc_read, (sc_token *tok, int fd, void *buf, size_t len),
-	SYS_read, L(fd), L(buf), L(len))
+	SYS_read, L(fd), L(buf), L(len), 0, 0, 0)
 SC_CALL(sc_write, (sc_token *tok, int fd, const void *buf, size_t len),
-	SYS_write, L(fd), L(buf), L(len))
+	SYS_write, L(fd), L(buf), L(len), 0, 0, 0)
 SC_CALL(sc_readv, (sc_token *tok, int fd, const struct iovec *iov, int iovcnt),
-	SYS_readv, L(fd), L(iov), L(iovcnt))
+	SYS_readv, L(fd), L(iov), L(iovcnt), 0, 0, 0)
 SC_CALL(sc_writev, (sc_token *tok, int fd, const struct iovec *iov, int iovcnt),
-	SYS_writev, L(fd), L(iov), L(iovcnt))
+	SYS_writev, L(fd), L(iov), L(iovcnt), 0, 0, 0)
 SC_CALL(sc_pread, (sc_token *tok, int fd, void *buf, size_t len, off_t off),
-	SYS_pread64, L(fd), L(buf), L(len), L(off))
+	SYS_pread64, L(fd), L(buf), L(len), L(off), 0, 0)
 SC_CALL(sc_pwrite, (sc_token *tok, int fd, const void *buf, size_t len, off_t off),
-	SYS_pwrite64, L(fd), L(buf), L(len), L(off))
+	SYS_pwrite64, L(fd), L(buf), L(len), L(off), 0, 0)
 SC_CALL(sc_recv, (sc_token *tok, int fd, void *buf, size_t len, int flags),
 	SYS_recvfrom, L(fd), L(buf), L(len), L(flags), 0, 0)
 SC_CALL(sc_send, (sc_token *tok, int fd, const void *buf, size_t len, int flags),
@@ -38,17 +36,17 @@ SC_CALL(sc_sendto, (sc_token *tok, int fd, const void *buf, size_t len, int flag
 		    const struct sockaddr *addr, socklen_t alen),
 	SYS_sendto, L(fd), L(buf), L(len), L(flags), L(addr), L(alen))
 SC_CALL(sc_recvmsg, (sc_token *tok, int fd, struct msghdr *msg, int flags),
-	SYS_recvmsg, L(fd), L(msg), L(flags))
+	SYS_recvmsg, L(fd), L(msg), L(flags), 0, 0, 0)
 SC_CALL(sc_sendmsg, (sc_token *tok, int fd, const struct msghdr *msg, int flags),
-	SYS_sendmsg, L(fd), L(msg), L(flags))
+	SYS_sendmsg, L(fd), L(msg), L(flags), 0, 0, 0)
 SC_CALL(sc_accept, (sc_token *tok, int fd, struct sockaddr *addr, socklen_t *alen, int flags),
-	SYS_accept4, L(fd), L(addr), L(alen), L(flags))
+	SYS_accept4, L(fd), L(addr), L(alen), L(flags), 0, 0)
 SC_CALL(sc_waitpid, (sc_token *tok, pid_t pid, int *wstatus, int options),
-	SYS_wait4, L(pid), L(wstatus), L(options), 0)
+	SYS_wait4, L(pid), L(wstatus), L(options), 0, 0, 0)
 SC_CALL(sc_openat, (sc_token *tok, int dirfd, const char *path, int flags, mode_t mode),
-	SYS_openat, L(dirfd), L(path), L(flags), L(mode))
+	SYS_openat, L(dirfd), L(path), L(flags), L(mode), 0, 0)
 SC_CALL(sc_flock, (sc_token *tok, int fd, int operation),
-	SYS_flock, L(fd), L(operation))
+	SYS_flock, L(fd), L(operation), 0, 0, 0, 0)
 SC_CALL(sc_futex_wait, (sc_token *tok, const uint32_t *addr, uint32_t expected),
 	SYS_futex, L(addr), FUTEX_WAIT, L(expected), 0, 0, 0)
 
@@ -58,9 +56,10 @@ sc_result sc_syscall(sc_token *tok, long nr, long a1, long a2, long a3,
 	struct sc_req req = { .nr = nr, .args = { a1, a2, a3, a4, a5, a6 }, .ms_arg = -1 };
 
 	/* After EINTR the descriptor is gone: never retried, never "cancelled". */
-	if (nr == SYS_close)
-		req.flags = SC_REQ_NO_RETRY;
-	return sc_run(tok, &req);
+	if (nr != SYS_close)
+		return sc_run(tok, nr, a1, a2, a3, a4, a5, a6);
+	req.flags = SC_REQ_NO_RETRY;
+	return sc_run_req(tok, &req);
 }
 
 /* The kernel writes the time left back into ts, so a retry keeps the total. */
@@ -68,7 +67,7 @@ sc_result sc_poll(sc_token *tok, struct pollfd *fds, nfds_t n, int timeout_ms)
 {
 	struct timespec ts = { timeout_ms / 1000, timeout_ms % 1000 * 1000000L };
 
-	return sc_run(tok, REQ(SYS_ppoll, L(fds), L(n), timeout_ms < 0 ? 0 : L(&ts), 0, 8));
+	return sc_run(tok, SYS_ppoll, L(fds), L(n), timeout_ms < 0 ? 0 : L(&ts), 0, 8, 0);
 }
 
 sc_result sc_epoll_wait(sc_token *tok, int epfd, struct epoll_event *events,
@@ -81,7 +80,7 @@ sc_result sc_epoll_wait(sc_token *tok, int epfd, struct epoll_event *events,
 		.ms_end = sc_now_ns() + timeout_ms * 1000000LL,
 	};
 
-	return sc_run(tok, &req);
+	return sc_run_req(tok, &req);
 }
 
 sc_result sc_sleep(sc_token *tok, int64_t ns)
@@ -92,7 +91,7 @@ sc_result sc_sleep(sc_token *tok, int64_t ns)
 
 	if (ns < 0)
 		return sc_error(EINVAL);
-	return sc_run(tok, REQ(SYS_clock_nanosleep, CLOCK_MONOTONIC, TIMER_ABSTIME, L(&ts), 0));
+	return sc_run(tok, SYS_clock_nanosleep, CLOCK_MONOTONIC, TIMER_ABSTIME, L(&ts), 0, 0, 0);
 }
 
 sc_result sc_fcntl_lock(sc_token *tok, int fd, int cmd, struct flock *lock)
@@ -104,7 +103,7 @@ sc_result sc_fcntl_lock(sc_token *tok, int fd, int cmd, struct flock *lock)
 	case F_OFD_SETLK:
 	case F_GETLK:
 	case F_OFD_GETLK:
-		return sc_run(tok, REQ(SYS_fcntl, L(fd), L(cmd), L(lock)));
+		return sc_run(tok, SYS_fcntl, L(fd), L(cmd), L(lock), 0, 0, 0);
 	}
 	return sc_error(EINVAL);
 }
@@ -134,7 +133,7 @@ sc_result sc_connect(sc_token *tok, int fd, const struct sockaddr *addr, socklen
 		.ms_arg = -1,
 	};
 	int dissolve = tok && is_unconnected_tcp(fd);
-	sc_result r = sc_run(tok, &req);
+	sc_result r = sc_run_req(tok, &req);
 
 	if (dissolve && (r.status == SC_CANCELLED || r.status == SC_TIMEDOUT)) {
 		struct sockaddr unspec = { .sa_family = AF_UNSPEC };

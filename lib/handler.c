@@ -39,7 +39,7 @@ static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
 
 	if (in_range(pc, sc_stub_begin, sc_stub_end))
 		uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)sc_stub_cancel;
-	else if (load_relaxed(&s->stub.inside) &&
+	else if (load_relaxed(&s->inside) &&
 		 !in_range(pc, sc_stub_enter_label, sc_stub_leave))
 		redeliver_after_nested_handler(uc, sig);
 }
@@ -60,9 +60,9 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 
 	(void)si;
 	if (s && call_active(s)) {
-		if (!load_relaxed(&s->stub.abort) && sc_deadline_passed(s))
-			store_relaxed(&s->stub.abort, 1);
-		if (load_relaxed(&s->stub.abort))
+		if (!call_aborted(s) && sc_deadline_passed(s))
+			store_relaxed(&s->abort, s->call);
+		if (call_aborted(s))
 			divert(s, ctx, sig);
 	}
 	errno = saved_errno;
@@ -113,7 +113,7 @@ static void resignal_until_left(struct sc_slot *s, uint64_t call)
 /* Called with the slot pinned and its call seen in flight under a cancelled token. */
 void sc_send_cancel(struct sc_slot *s, uint64_t call)
 {
-	store_release(&s->stub.abort, 1);
+	store_release(&s->abort, call);
 	send_signal(load_relaxed(&s->tid));
 #ifndef SC_HAVE_STUB
 	resignal_until_left(s, call);

@@ -24,29 +24,23 @@
 #define SC_STUB_CANCELLED LONG_MIN
 
 /*
- * The part of a slot the syscall stub reads.  The x86_64 stub hard-codes
- * these offsets: abort 0, inside 4, nr 8, args 16.
- */
-struct sc_stub {
-	int abort;		/* set before the signal: the call must not enter */
-	int inside;		/* the stub is on this thread's stack */
-	long nr;
-	long args[6];
-};
-
-/*
  * One per thread that has made a syscancel call.  Slots are never freed: a
  * thread's exit returns its slot for reuse, so the registry can be walked
  * without locks, from a signal handler too.
+ *
+ * The x86_64 stub reads the first three fields at fixed offsets: call 0,
+ * abort 8, inside 16.  A call is aborted when abort equals its call word,
+ * so a value left from an earlier call never matches a later one.
  */
 struct sc_slot {
-	struct sc_stub stub;
 	uint64_t call;		/* generation << 1 | 1 while a call is in flight */
+	uint64_t abort;		/* the call word of the call that must not run */
+	int inside;		/* the stub is on this thread's stack */
+	int tid;		/* owner thread, 0 when free */
 	sc_token *tok;		/* the token of the call in flight */
 	int64_t deadline;	/* effective deadline of the call in flight */
 	uint32_t pins;		/* cancellers looking at this slot */
 	int exit_waiting;	/* the owner waits for pins to drop */
-	int tid;		/* owner thread, 0 when free */
 	int timer;		/* kernel id of the owner's deadline timer, -1 if none */
 	int timer_armed;
 	struct sc_slot *next;
@@ -55,6 +49,11 @@ struct sc_slot {
 static inline int call_active(const struct sc_slot *s)
 {
 	return load_acquire(&s->call) & 1;
+}
+
+static inline int call_aborted(const struct sc_slot *s)
+{
+	return load_acquire(&s->abort) == load_relaxed(&s->call);
 }
 
 /* init.c */
@@ -96,8 +95,9 @@ int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
 int sc_handler_install(int signo) SC_HIDDEN;
 void sc_send_cancel(struct sc_slot *s, uint64_t call) SC_HIDDEN;
 
-/* the stub, lib/arch/<arch>/ */
-long sc_stub_enter(struct sc_stub *st) SC_HIDDEN;
+/* the stub, lib/arch/<arch>/: the syscall nr with its six arguments */
+long sc_stub_enter(struct sc_slot *s, long nr, long a1, long a2, long a3,
+		   long a4, long a5, long a6) SC_HIDDEN;
 
 /* call.c: the out-of-line parts of a call */
 struct sc_req {
@@ -110,7 +110,7 @@ struct sc_req {
 #define SC_REQ_NO_RETRY 1u	/* EINTR is final (close) */
 #define SC_REQ_CONNECT 2u	/* a retried connect that finds the socket connected succeeded */
 #define SC_NOT_ENTERED (LONG_MIN + 1)
-sc_result sc_run_slow(sc_token *tok, const struct sc_req *req) SC_HIDDEN;
+sc_result sc_run_req(sc_token *tok, const struct sc_req *req) SC_HIDDEN;
 sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
 			long v) SC_HIDDEN;
 void sc_call_exit_slow(struct sc_slot *s) SC_HIDDEN;
@@ -125,7 +125,6 @@ static inline sc_result sc_completed(long v)
 
 static inline void sc_call_enter(struct sc_slot *s, sc_token *tok)
 {
-	store_relaxed(&s->stub.abort, 0);
 	store_relaxed(&s->tok, tok);
 	store_release(&s->call, s->call + 3);
 	/* Pairs with the canceller's membarrier: see sc_registry_visit(). */
@@ -158,27 +157,30 @@ static inline int sc_chain_plain(const sc_token *tok)
 }
 
 /*
- * The mechanism behind every call, inlined into each wrapper: the common
- * case (no deadline, no cancel, no signal) stays on this path.
+ * The mechanism behind every plain call, inlined into each wrapper: the
+ * common case (no deadline, no cancel, no signal) stays on this path, and
+ * the request is only built in memory when the call leaves it.
  */
+#define SC_REQ(nr_, a1, a2, a3, a4, a5, a6) \
+	(&(struct sc_req){ .nr = (nr_), .args = { a1, a2, a3, a4, a5, a6 }, .ms_arg = -1 })
+
 static inline __attribute__((always_inline))
-sc_result sc_run(sc_token *tok, const struct sc_req *req)
+sc_result sc_run(sc_token *tok, long nr, long a1, long a2, long a3, long a4, long a5, long a6)
 {
 	struct sc_slot *s = sc_self;
-	long v;
+	long v = SC_NOT_ENTERED;
 
-	if (unlikely(!s || call_active(s) || req->ms_arg >= 0))
-		return sc_run_slow(tok, req);
+	if (unlikely(!s || call_active(s)))
+		return sc_run_req(tok, SC_REQ(nr, a1, a2, a3, a4, a5, a6));
 	sc_call_enter(s, tok);
-	if (unlikely(!sc_chain_plain(tok)))
-		return sc_run_resume(s, tok, req, SC_NOT_ENTERED);
-	s->stub.nr = req->nr;
-	__builtin_memcpy(s->stub.args, req->args, sizeof(s->stub.args));
-	v = sc_stub_enter(&s->stub);
-	if (unlikely(v == -EINTR || v == SC_STUB_CANCELLED))
-		return sc_run_resume(s, tok, req, v);
-	sc_call_exit(s);
-	return sc_completed(v);
+	if (likely(sc_chain_plain(tok))) {
+		v = sc_stub_enter(s, nr, a1, a2, a3, a4, a5, a6);
+		if (likely(v != -EINTR && v != SC_STUB_CANCELLED)) {
+			sc_call_exit(s);
+			return sc_completed(v);
+		}
+	}
+	return sc_run_resume(s, tok, SC_REQ(nr, a1, a2, a3, a4, a5, a6), v);
 }
 
 #endif

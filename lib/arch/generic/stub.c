@@ -9,11 +9,11 @@
 #include <errno.h>
 #include <unistd.h>
 
-long sc_stub_enter(struct sc_stub *st)
+long sc_stub_enter(struct sc_slot *s, long nr, long a1, long a2, long a3,
+		   long a4, long a5, long a6)
 {
-	if (load_acquire(&st->abort))
+	if (call_aborted(s))
 		return SC_STUB_CANCELLED;
-	long r = syscall(st->nr, st->args[0], st->args[1], st->args[2],
-			 st->args[3], st->args[4], st->args[5]);
+	long r = syscall(nr, a1, a2, a3, a4, a5, a6);
 	return r == -1 ? -errno : r;
 }

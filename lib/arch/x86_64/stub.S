@@ -1,37 +1,41 @@
 /*
- * long sc_stub_enter(struct sc_stub *st)
+ * long sc_stub_enter(struct sc_slot *s, long nr, long a1, ..., long a6)
  *
  * The only place where a syscancel call enters the kernel.  The signal
  * handler compares the interrupted program counter with [sc_stub_begin,
- * sc_stub_end): a cancel landing anywhere from the abort load up to and
+ * sc_stub_end): a cancel landing anywhere from the abort check up to and
  * including the syscall instruction (where the kernel rewinds a restarted
  * call) is diverted to sc_stub_cancel, so the call never runs.  Once past
  * the syscall instruction the result is the kernel's and is kept.
+ *
+ * Slot offsets: call 0, abort 8, inside 16 (struct sc_slot in internal.h).
  */
 	.text
 	.globl sc_stub_enter, sc_stub_begin, sc_stub_end, sc_stub_cancel, sc_stub_leave
 	.hidden sc_stub_enter, sc_stub_begin, sc_stub_end, sc_stub_cancel, sc_stub_leave
 	.type sc_stub_enter, @function
+	.p2align 4
 sc_stub_enter:
 	.cfi_startproc
 	push %rbx
 	.cfi_adjust_cfa_offset 8
 	.cfi_rel_offset %rbx, 0
 	mov %rdi, %rbx
-	movl $1, 4(%rbx)
+	movl $1, 16(%rbx)
 sc_stub_begin:
-	cmpl $0, (%rbx)
-	jne sc_stub_cancel
-	mov 8(%rbx), %rax
-	mov 16(%rbx), %rdi
-	mov 24(%rbx), %rsi
-	mov 32(%rbx), %rdx
-	mov 40(%rbx), %r10
-	mov 48(%rbx), %r8
-	mov 56(%rbx), %r9
+	mov (%rbx), %rax
+	cmp %rax, 8(%rbx)
+	je sc_stub_cancel
+	mov %rsi, %rax
+	mov %rdx, %rdi
+	mov %rcx, %rsi
+	mov %r8, %rdx
+	mov %r9, %r10
+	mov 16(%rsp), %r8
+	mov 24(%rsp), %r9
 	syscall
 sc_stub_end:
-	movl $0, 4(%rbx)
+	movl $0, 16(%rbx)
 	pop %rbx
 	.cfi_adjust_cfa_offset -8
 	.cfi_restore %rbx
