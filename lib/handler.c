@@ -53,18 +53,38 @@ static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
 #define SA_LIBRARY SA_SIGINFO
 #endif
 
+/* Tells the signals sc_cancel sends, which carry a pin, from any other. */
+#define PIN_COOKIE 0x5c51
+
+static int carries_pin(const siginfo_t *si)
+{
+	return si->si_code == SI_QUEUE && si->si_value.sival_int == PIN_COOKIE;
+}
+
+static void drop_signal_pin(struct sc_slot *s)
+{
+	uint32_t n = load_relaxed(&s->signal_pins);
+
+	while (n && !__atomic_compare_exchange_n(&s->signal_pins, &n, n - 1, true,
+						  __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		;
+	if (n)
+		sc_slot_unpin(s);
+}
+
 static void on_signal(int sig, siginfo_t *si, void *ctx)
 {
 	struct sc_slot *s = sc_self;
 	int saved_errno = errno;
 
-	(void)si;
 	if (s && call_active(s)) {
 		if (!call_aborted(s) && sc_deadline_passed(s))
 			store_relaxed(&s->abort, s->call);
 		if (call_aborted(s))
 			divert(s, ctx, sig);
 	}
+	if (s && carries_pin(si))
+		drop_signal_pin(s);
 	errno = saved_errno;
 }
 
@@ -84,8 +104,16 @@ int sc_handler_install(int signo)
 /* A full queue of real-time signals is transient: the target drains it. */
 static int send_signal(int tid)
 {
+	siginfo_t si = {
+		.si_signo = sc_g.signo,
+		.si_code = SI_QUEUE,
+		.si_pid = sc_g.pid,
+		.si_uid = sc_g.uid,
+		.si_value.sival_int = PIN_COOKIE,
+	};
+
 	for (int tries = 0; tries < 10000; tries++) {
-		if (!syscall(SYS_tgkill, sc_g.pid, tid, sc_g.signo))
+		if (!syscall(SYS_rt_tgsigqueueinfo, sc_g.pid, tid, sc_g.signo, &si))
 			return 0;
 		if (errno != EAGAIN)
 			return errno;
@@ -94,30 +122,39 @@ static int send_signal(int tid)
 	return EAGAIN;
 }
 
-#ifndef SC_HAVE_STUB
-/* Bounded backoff: 10 us doubling to 1 ms, until the call has left. */
-static void resignal_until_left(struct sc_slot *s, uint64_t call)
+#ifdef SC_HAVE_STUB
+/*
+ * Called with the slot pinned and its call seen in flight under a cancelled
+ * token.  The pin travels with the signal: the target drops it when the
+ * signal lands, so it need not wait for this thread to run again.
+ */
+int sc_send_cancel(struct sc_slot *s, uint64_t call)
+{
+	store_release(&s->abort, call);
+	__atomic_fetch_add(&s->signal_pins, 1, __ATOMIC_RELEASE);
+	if (!send_signal(load_relaxed(&s->tid)))
+		return 1;
+	__atomic_fetch_sub(&s->signal_pins, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+#else
+/*
+ * Without the stub a signal landing just before the kernel entry is lost:
+ * keep the pin and re-signal with a bounded backoff (10 us doubling to
+ * 1 ms) until the call has left.  Those signals carry no pin.
+ */
+int sc_send_cancel(struct sc_slot *s, uint64_t call)
 {
 	struct timespec ts = { 0, 10000 };
+	int tid = load_relaxed(&s->tid);
 
+	store_release(&s->abort, call);
 	while (load_acquire(&s->call) == call) {
+		syscall(SYS_tgkill, sc_g.pid, tid, sc_g.signo);
 		syscall(SYS_nanosleep, &ts, NULL);
 		if (ts.tv_nsec < 1000000)
 			ts.tv_nsec *= 2;
-		if (load_acquire(&s->call) == call)
-			send_signal(s->tid);
 	}
+	return 0;
 }
 #endif
-
-/* Called with the slot pinned and its call seen in flight under a cancelled token. */
-void sc_send_cancel(struct sc_slot *s, uint64_t call)
-{
-	store_release(&s->abort, call);
-	send_signal(load_relaxed(&s->tid));
-#ifndef SC_HAVE_STUB
-	resignal_until_left(s, call);
-#else
-	(void)call;
-#endif
-}

@@ -123,6 +123,7 @@ static int init_locked(const sc_config *cfg)
 		return err;
 	sc_g.signo = signo;
 	sc_g.pid = getpid();
+	sc_g.uid = getuid();
 	init_backend = backend;
 	register_membarrier();
 	pthread_atfork(NULL, NULL, after_fork_child);

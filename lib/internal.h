@@ -39,7 +39,8 @@ struct sc_slot {
 	int tid;		/* owner thread, 0 when free */
 	sc_token *tok;		/* the token of the call in flight */
 	int64_t deadline;	/* effective deadline of the call in flight */
-	uint32_t pins;		/* cancellers looking at this slot */
+	uint32_t pins;		/* cancellers looking at this slot, and signals on their way */
+	uint32_t signal_pins;	/* of those pins, the ones our signals carry */
 	int exit_waiting;	/* the owner waits for pins to drop */
 	int timer;		/* kernel id of the owner's deadline timer, -1 if none */
 	int timer_armed;
@@ -60,6 +61,7 @@ static inline int call_aborted(const struct sc_slot *s)
 struct sc_globals {
 	int signo;
 	int pid;
+	int uid;
 	int use_membarrier;
 };
 extern struct sc_globals sc_g SC_HIDDEN;
@@ -71,7 +73,9 @@ extern __thread struct sc_slot *sc_self __attribute__((tls_model("initial-exec")
 struct sc_slot *sc_slot_claim(int *err) SC_HIDDEN;
 void sc_slot_release(void *slot) SC_HIDDEN;
 void sc_registry_after_fork(void) SC_HIDDEN;
-typedef void sc_slot_fn(struct sc_slot *s, void *arg);
+/* Returns nonzero when it handed the slot's pin over to a signal. */
+typedef int sc_slot_fn(struct sc_slot *s, void *arg);
+void sc_slot_unpin(struct sc_slot *s) SC_HIDDEN;
 void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg) SC_HIDDEN;
 
 /* token.c; priv_state holds a magic number saying live or dead, plus flags */
@@ -93,7 +97,7 @@ int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
 
 /* handler.c */
 int sc_handler_install(int signo) SC_HIDDEN;
-void sc_send_cancel(struct sc_slot *s, uint64_t call) SC_HIDDEN;
+int sc_send_cancel(struct sc_slot *s, uint64_t call) SC_HIDDEN;
 
 /* the stub, lib/arch/<arch>/: the syscall nr with its six arguments */
 long sc_stub_enter(struct sc_slot *s, long nr, long a1, long a2, long a3,

@@ -116,6 +116,7 @@ void sc_registry_after_fork(void)
 {
 	for (struct sc_slot *s = registry_head; s; s = s->next) {
 		s->pins = 0;
+		s->signal_pins = 0;
 		s->exit_waiting = 0;
 		s->timer = -1;
 		s->timer_armed = 0;
@@ -130,7 +131,7 @@ void sc_registry_after_fork(void)
 	}
 }
 
-static void unpin(struct sc_slot *s)
+void sc_slot_unpin(struct sc_slot *s)
 {
 	if (__atomic_fetch_sub(&s->pins, 1, __ATOMIC_RELEASE) == 1 &&
 	    load_acquire(&s->exit_waiting))
@@ -140,7 +141,8 @@ static void unpin(struct sc_slot *s)
 /*
  * Calls fn on every slot whose call in flight runs under tok (or, with tok
  * NULL, on every slot with a call in flight).  The slot stays pinned during
- * fn: its call cannot end, its token and thread stay alive.
+ * fn: its call cannot end, its token and thread stay alive.  fn may hand the
+ * pin to a signal, which drops it on delivery.
  * Async-signal-safe: no lock, no allocation.
  */
 void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg)
@@ -151,12 +153,9 @@ void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg)
 		__atomic_fetch_add(&s->pins, 1, __ATOMIC_SEQ_CST);
 	heavy_barrier();
 	for (struct sc_slot *s = head; s; s = s->next) {
-		if (call_active(s)) {
-			const sc_token *t = load_relaxed(&s->tok);
-			if (t && (!tok || sc_chain_contains(t, tok)))
-				fn(s, arg);
-		}
-		unpin(s);
+		const sc_token *t = call_active(s) ? load_relaxed(&s->tok) : NULL;
+		if (!t || (tok && !sc_chain_contains(t, tok)) || !fn(s, arg))
+			sc_slot_unpin(s);
 	}
 }
 
@@ -169,7 +168,7 @@ static void wait_unpinned(struct sc_slot *s)
 	while ((pins = load_acquire(&s->pins)))
 		syscall(SYS_futex, &s->pins, FUTEX_WAIT_PRIVATE, pins, NULL, NULL, 0);
 	store_relaxed(&s->exit_waiting, 0);
-	/* A signal sent while we were pinned is pending: take it now, harmlessly. */
+	/* A signal sent while we were pinned may be pending: take it now, harmlessly. */
 	syscall(SYS_getppid);
 }
 

@@ -70,10 +70,11 @@ int sc_token_init(sc_token *tok, sc_token *parent)
 	return 0;
 }
 
-static void mark_in_use(struct sc_slot *s, void *arg)
+static int mark_in_use(struct sc_slot *s, void *arg)
 {
 	(void)s;
 	*(int *)arg = 1;
+	return 0;
 }
 
 static int in_use(const sc_token *tok)
@@ -107,13 +108,14 @@ int sc_token_destroy(sc_token *tok)
 	return 0;
 }
 
-static void lower_call_deadline(struct sc_slot *s, void *arg)
+static int lower_call_deadline(struct sc_slot *s, void *arg)
 {
 	(void)arg;
 	int64_t dl;
 
 	if (sc_chain_check(load_relaxed(&s->tok), &dl) == SC_CHAIN_LIVE)
 		sc_deadline_lower(s, dl);
+	return 0;
 }
 
 int sc_token_set_deadline(sc_token *tok, int64_t deadline_ns)
@@ -151,10 +153,10 @@ int64_t sc_token_deadline(const sc_token *tok)
 	return dl;
 }
 
-static void cancel_call(struct sc_slot *s, void *arg)
+static int cancel_call(struct sc_slot *s, void *arg)
 {
 	(void)arg;
-	sc_send_cancel(s, load_relaxed(&s->call));
+	return sc_send_cancel(s, load_relaxed(&s->call));
 }
 
 int sc_cancel_cause(sc_token *tok, int cause)
