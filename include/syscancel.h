@@ -40,7 +40,7 @@ struct sc_token {
 	int priv_state;
 	int priv_cause;
 	int priv_children;
-	int priv_reserved;
+	int priv_user;
 };
 
 /* No deadline: the value sc_token_deadline() reports for a token without one. */

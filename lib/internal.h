@@ -84,6 +84,10 @@ void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg) SC_HIDDEN
 #define SC_TOK_FLAGS 0xff
 #define SC_TOK_LIVE 0x5c7e0000
 #define SC_TOK_DEAD 0x5cdd0000
+/* priv_user: 0 before any call ran under the token, else the tid of the only
+   thread whose calls did, or SC_TOK_SHARED */
+#define SC_TOK_SHARED (-1)
+void sc_chain_mark(sc_token *tok, int tid) SC_HIDDEN;
 enum { SC_CHAIN_LIVE, SC_CHAIN_CANCELLED, SC_CHAIN_INVALID };
 int sc_chain_check(const sc_token *tok, int64_t *deadline) SC_HIDDEN;
 int sc_chain_contains(const sc_token *tok, const sc_token *ancestor) SC_HIDDEN;
@@ -150,13 +154,16 @@ static inline void sc_call_exit(struct sc_slot *s)
 		sc_call_exit_slow(s);
 }
 
-/* Live, not cancelled, and no deadline anywhere up the chain. */
-static inline int sc_chain_plain(const sc_token *tok)
+/* Live, not cancelled, no deadline up the chain, and marked as used by this thread. */
+static inline int sc_chain_plain(const sc_token *tok, int tid)
 {
-	for (const sc_token *t = tok; t; t = t->priv_parent)
+	for (const sc_token *t = tok; t; t = t->priv_parent) {
+		int user = load_relaxed(&t->priv_user);
 		if (load_acquire(&t->priv_state) != SC_TOK_LIVE ||
-		    load_relaxed(&t->priv_deadline) != SC_NO_DEADLINE)
+		    load_relaxed(&t->priv_deadline) != SC_NO_DEADLINE ||
+		    (user != tid && user != SC_TOK_SHARED))
 			return 0;
+	}
 	return 1;
 }
 
@@ -177,7 +184,7 @@ sc_result sc_run(sc_token *tok, long nr, long a1, long a2, long a3, long a4, lon
 	if (unlikely(!s || call_active(s)))
 		return sc_run_req(tok, SC_REQ(nr, a1, a2, a3, a4, a5, a6));
 	sc_call_enter(s, tok);
-	if (likely(sc_chain_plain(tok))) {
+	if (likely(sc_chain_plain(tok, s->tid))) {
 		v = sc_stub_enter(s, nr, a1, a2, a3, a4, a5, a6);
 		if (likely(v != -EINTR && v != SC_STUB_CANCELLED)) {
 			sc_call_exit(s);

@@ -50,6 +50,36 @@ int sc_chain_contains(const sc_token *tok, const sc_token *ancestor)
 	return 0;
 }
 
+/*
+ * Records which threads ran calls under each token of the chain, so that
+ * destroy and set_deadline can skip the registry walk for a token no other
+ * thread used.  A locked instruction, once per token and thread: it orders
+ * the mark before the chain check, against those two functions.
+ */
+void sc_chain_mark(sc_token *tok, int tid)
+{
+	for (sc_token *t = tok; t; t = t->priv_parent) {
+		int user = 0;
+		if (!__atomic_compare_exchange_n(&t->priv_user, &user, tid, false,
+						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) &&
+		    user != tid && user != SC_TOK_SHARED)
+			__atomic_exchange_n(&t->priv_user, SC_TOK_SHARED, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* Could a call of another thread be running under tok? */
+static int maybe_used_elsewhere(const sc_token *tok)
+{
+	const struct sc_slot *self = sc_self;
+	int user;
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	user = load_relaxed(&tok->priv_user);
+	if (!user)
+		return 0;
+	return !self || user != self->tid || call_active(self);
+}
+
 int sc_token_init(sc_token *tok, sc_token *parent)
 {
 	if (!tok || (parent && !is_live(parent)))
@@ -65,7 +95,7 @@ int sc_token_init(sc_token *tok, sc_token *parent)
 	tok->priv_deadline = SC_NO_DEADLINE;
 	tok->priv_cause = 0;
 	tok->priv_children = 0;
-	tok->priv_reserved = 0;
+	tok->priv_user = 0;
 	store_release(&tok->priv_state, SC_TOK_LIVE);
 	return 0;
 }
@@ -81,7 +111,7 @@ static int in_use(const sc_token *tok)
 {
 	int used = __atomic_load_n(&tok->priv_children, __ATOMIC_SEQ_CST) != 0;
 
-	if (!used)
+	if (!used && maybe_used_elsewhere(tok))
 		sc_registry_visit(tok, mark_in_use, &used);
 	return used;
 }
@@ -123,7 +153,8 @@ int sc_token_set_deadline(sc_token *tok, int64_t deadline_ns)
 	if (!is_live(tok) || deadline_ns < 0)
 		return EINVAL;
 	store_release(&tok->priv_deadline, deadline_ns);
-	if (deadline_ns != SC_NO_DEADLINE && load_acquire(&sc_g.signo))
+	if (deadline_ns != SC_NO_DEADLINE && load_acquire(&sc_g.signo) &&
+	    maybe_used_elsewhere(tok))
 		sc_registry_visit(tok, lower_call_deadline, NULL);
 	return 0;
 }
