@@ -139,22 +139,17 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call)
 }
 #else
 /*
- * Without the stub a signal landing just before the kernel entry is lost:
- * keep the pin and re-signal with a bounded backoff (10 us doubling to
- * 1 ms) until the call has left.  Those signals carry no pin.
+ * Without the stub a signal landing just before the kernel entry is lost.
+ * Besides the first signal, the target's own timer fires now and again
+ * every millisecond (REFIRE_NS in deadline.c) until the call has left, so
+ * no canceller ever waits, not even one running in a handler on top of the
+ * very call it cancels.
  */
 int sc_send_cancel(struct sc_slot *s, uint64_t call)
 {
-	struct timespec ts = { 0, 10000 };
-	int tid = load_relaxed(&s->tid);
-
 	store_release(&s->abort, call);
-	while (load_acquire(&s->call) == call) {
-		syscall(SYS_tgkill, sc_g.pid, tid, sc_g.signo);
-		syscall(SYS_nanosleep, &ts, NULL);
-		if (ts.tv_nsec < 1000000)
-			ts.tv_nsec *= 2;
-	}
+	send_signal(load_relaxed(&s->tid));
+	sc_deadline_lower(s, sc_now_ns());
 	return 0;
 }
 #endif
