@@ -14,7 +14,7 @@
 /* Generous bound for anything that should happen "promptly". */
 #define PROMPT_NS (5 * SEC_NS)
 
-/* Wait until thread tid sleeps in the kernel (state S or D); fail after 10 s. */
+/* Wait until thread tid sleeps interruptibly in the kernel (state S); fail after 10 s. */
 void wait_blocked(pid_t tid);
 
 /* A call run in its own thread, with its result and tid published. */

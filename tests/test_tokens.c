@@ -1,0 +1,437 @@
+/* Tokens: the tree, stickiness, causes, deadlines and the token lifecycle. */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <syscancel.h>
+#include "helpers.h"
+
+/*
+ * The library's one-time setup may sleep in the kernel (membarrier
+ * registration waits for an RCU grace period once threads exist), which
+ * wait_blocked() would take for the call under test: do it up front.
+ */
+static void init_library(void)
+{
+	ck_assert_int_eq(sc_init(&(sc_config){ 0 }), 0);
+}
+
+static sc_result read_one_byte(struct bg_call *c)
+{
+	char b;
+
+	return sc_read(c->tok, c->fd, &b, 1);
+}
+
+START_TEST(init_gives_a_live_token_that_destroys_cleanly)
+{
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert(!sc_is_cancelled(&t));
+	ck_assert_int_eq(sc_token_cause(&t), 0);
+	ck_assert(sc_token_deadline(&t) == SC_NO_DEADLINE);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(destroyed_token_can_be_initialised_again)
+{
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert(!sc_is_cancelled(&t));
+	ck_assert_int_eq(sc_token_cause(&t), 0);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(child_of_cancelled_parent_starts_cancelled)
+{
+	sc_token root, child;
+
+	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
+	ck_assert_int_eq(sc_cancel_cause(&root, EPIPE), 0);
+	ck_assert_int_eq(sc_token_init(&child, &root), 0);
+	ck_assert(sc_is_cancelled(&child));
+	ck_assert_int_eq(sc_token_cause(&child), EPIPE);
+	ck_assert_int_eq(sc_token_destroy(&child), 0);
+	ck_assert_int_eq(sc_token_destroy(&root), 0);
+}
+END_TEST
+
+START_TEST(cancel_reaches_descendants_but_not_parents_or_siblings)
+{
+	sc_token root, a, a1, a11, b, b1;
+
+	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&a, &root), 0);
+	ck_assert_int_eq(sc_token_init(&a1, &a), 0);
+	ck_assert_int_eq(sc_token_init(&a11, &a1), 0);
+	ck_assert_int_eq(sc_token_init(&b, &root), 0);
+	ck_assert_int_eq(sc_token_init(&b1, &b), 0);
+
+	ck_assert_int_eq(sc_cancel(&a), 0);
+
+	ck_assert(sc_is_cancelled(&a));
+	ck_assert(sc_is_cancelled(&a1));
+	ck_assert(sc_is_cancelled(&a11));
+	ck_assert(!sc_is_cancelled(&root));
+	ck_assert(!sc_is_cancelled(&b));
+	ck_assert(!sc_is_cancelled(&b1));
+	ck_assert_int_eq(sc_token_cause(&root), 0);
+	ck_assert_int_eq(sc_token_cause(&b1), 0);
+
+	ck_assert_int_eq(sc_token_destroy(&b1), 0);
+	ck_assert_int_eq(sc_token_destroy(&b), 0);
+	ck_assert_int_eq(sc_token_destroy(&a11), 0);
+	ck_assert_int_eq(sc_token_destroy(&a1), 0);
+	ck_assert_int_eq(sc_token_destroy(&a), 0);
+	ck_assert_int_eq(sc_token_destroy(&root), 0);
+}
+END_TEST
+
+START_TEST(cancel_is_sticky_and_idempotent)
+{
+	sc_token t;
+	int p[2];
+	char b;
+
+	make_pipe(p);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	ck_assert(sc_is_cancelled(&t));
+	ck_assert_int_eq(sc_token_cause(&t), ECANCELED);
+
+	/* Every later call under it is cancelled, even with data ready. */
+	for (int i = 0; i < 3; i++) {
+		sc_result r = sc_read(&t, p[0], &b, 1);
+
+		ck_assert_int_eq(r.status, SC_CANCELLED);
+		ck_assert_int_eq(r.error, ECANCELED);
+	}
+	ck_assert(sc_is_cancelled(&t));
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+START_TEST(first_cancel_cause_wins)
+{
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_cancel_cause(&t, EPIPE), 0);
+	ck_assert_int_eq(sc_cancel_cause(&t, ENOENT), 0);
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	ck_assert_int_eq(sc_token_cause(&t), EPIPE);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(plain_cancel_records_ECANCELED_as_cause)
+{
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	ck_assert_int_eq(sc_cancel_cause(&t, EPIPE), 0);
+	ck_assert_int_eq(sc_token_cause(&t), ECANCELED);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(token_cause_reads_nearest_cancelled_token_in_chain)
+{
+	sc_token root, mid, leaf, other;
+
+	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&mid, &root), 0);
+	ck_assert_int_eq(sc_token_init(&leaf, &mid), 0);
+	ck_assert_int_eq(sc_token_init(&other, &root), 0);
+
+	ck_assert_int_eq(sc_cancel_cause(&mid, EPIPE), 0);
+	ck_assert_int_eq(sc_token_cause(&leaf), EPIPE);
+	ck_assert_int_eq(sc_token_cause(&root), 0);
+	ck_assert_int_eq(sc_token_cause(&other), 0);
+
+	ck_assert_int_eq(sc_cancel_cause(&root, ESHUTDOWN), 0);
+	ck_assert_int_eq(sc_token_cause(&root), ESHUTDOWN);
+	ck_assert_int_eq(sc_token_cause(&other), ESHUTDOWN);
+	ck_assert_int_eq(sc_token_cause(&mid), EPIPE);
+	ck_assert_int_eq(sc_token_cause(&leaf), EPIPE);
+
+	ck_assert_int_eq(sc_token_destroy(&other), 0);
+	ck_assert_int_eq(sc_token_destroy(&leaf), 0);
+	ck_assert_int_eq(sc_token_destroy(&mid), 0);
+	ck_assert_int_eq(sc_token_destroy(&root), 0);
+}
+END_TEST
+
+START_TEST(token_cause_is_ETIMEDOUT_once_deadline_passes)
+{
+	sc_token root, child;
+	int p[2];
+	char b;
+
+	make_pipe(p);
+	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&child, &root), 0);
+	ck_assert_int_eq(sc_token_set_timeout(&root, 60 * SEC_NS), 0);
+	ck_assert_int_eq(sc_token_cause(&root), 0);
+	ck_assert_int_eq(sc_token_cause(&child), 0);
+
+	/* Wait for the deadline by blocking under it. */
+	ck_assert_int_eq(sc_token_set_timeout(&root, 50 * MS_NS), 0);
+	sc_result r = sc_read(&child, p[0], &b, 1);
+
+	ck_assert_int_eq(r.status, SC_TIMEDOUT);
+	ck_assert_int_eq(sc_token_cause(&root), ETIMEDOUT);
+	ck_assert_int_eq(sc_token_cause(&child), ETIMEDOUT);
+	ck_assert(!sc_is_cancelled(&child));
+
+	ck_assert_int_eq(sc_token_destroy(&child), 0);
+	ck_assert_int_eq(sc_token_destroy(&root), 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+START_TEST(cancel_cause_takes_precedence_over_passed_deadline)
+{
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_token_set_deadline(&t, 0), 0);
+	ck_assert_int_eq(sc_token_cause(&t), ETIMEDOUT);
+	ck_assert_int_eq(sc_cancel_cause(&t, EPIPE), 0);
+	ck_assert_int_eq(sc_token_cause(&t), EPIPE);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(effective_deadline_is_earliest_in_chain)
+{
+	sc_token root, mid, leaf;
+	int64_t now = sc_now_ns();
+	int64_t d_root = now + 100 * SEC_NS, d_mid = now + 50 * SEC_NS;
+	int64_t d_leaf = now + 200 * SEC_NS;
+
+	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&mid, &root), 0);
+	ck_assert_int_eq(sc_token_init(&leaf, &mid), 0);
+	ck_assert(sc_token_deadline(&leaf) == SC_NO_DEADLINE);
+
+	ck_assert_int_eq(sc_token_set_deadline(&root, d_root), 0);
+	ck_assert_int_eq(sc_token_deadline(&leaf), d_root);
+	ck_assert_int_eq(sc_token_set_deadline(&mid, d_mid), 0);
+	ck_assert_int_eq(sc_token_set_deadline(&leaf, d_leaf), 0);
+	ck_assert_int_eq(sc_token_deadline(&root), d_root);
+	ck_assert_int_eq(sc_token_deadline(&mid), d_mid);
+	ck_assert_int_eq(sc_token_deadline(&leaf), d_mid);
+
+	/* Moving an ancestor's deadline earlier moves the descendants'. */
+	ck_assert_int_eq(sc_token_set_deadline(&root, now + 10 * SEC_NS), 0);
+	ck_assert_int_eq(sc_token_deadline(&leaf), now + 10 * SEC_NS);
+
+	ck_assert_int_eq(sc_token_set_deadline(&root, SC_NO_DEADLINE), 0);
+	ck_assert_int_eq(sc_token_set_deadline(&mid, SC_NO_DEADLINE), 0);
+	ck_assert_int_eq(sc_token_deadline(&root), SC_NO_DEADLINE);
+	ck_assert_int_eq(sc_token_deadline(&leaf), d_leaf);
+
+	ck_assert_int_eq(sc_token_destroy(&leaf), 0);
+	ck_assert_int_eq(sc_token_destroy(&mid), 0);
+	ck_assert_int_eq(sc_token_destroy(&root), 0);
+}
+END_TEST
+
+START_TEST(set_timeout_sets_deadline_relative_to_now)
+{
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	int64_t before = sc_now_ns();
+
+	ck_assert_int_eq(sc_token_set_timeout(&t, 30 * SEC_NS), 0);
+	int64_t after = sc_now_ns();
+	int64_t d = sc_token_deadline(&t);
+
+	ck_assert_int_ge(d, before + 30 * SEC_NS);
+	ck_assert_int_le(d, after + 30 * SEC_NS);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(set_timeout_rejects_overflow_and_negative_values)
+{
+	sc_token t;
+	int64_t d = sc_now_ns() + 30 * SEC_NS;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_token_set_deadline(&t, d), 0);
+	ck_assert_int_eq(sc_token_set_timeout(&t, INT64_MAX - 1), EOVERFLOW);
+	ck_assert_int_eq(sc_token_set_timeout(&t, -1), EINVAL);
+	ck_assert_int_eq(sc_token_set_timeout(&t, INT64_MIN), EINVAL);
+	/* A rejected value leaves the deadline alone. */
+	ck_assert_int_eq(sc_token_deadline(&t), d);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(no_deadline_value_clears_the_deadline)
+{
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_token_set_timeout(&t, 30 * SEC_NS), 0);
+	ck_assert(sc_token_deadline(&t) != SC_NO_DEADLINE);
+	ck_assert_int_eq(sc_token_set_timeout(&t, SC_NO_DEADLINE), 0);
+	ck_assert(sc_token_deadline(&t) == SC_NO_DEADLINE);
+
+	ck_assert_int_eq(sc_token_set_deadline(&t, 0), 0);
+	ck_assert_int_eq(sc_token_cause(&t), ETIMEDOUT);
+	ck_assert_int_eq(sc_token_set_deadline(&t, SC_NO_DEADLINE), 0);
+	ck_assert(sc_token_deadline(&t) == SC_NO_DEADLINE);
+	ck_assert_int_eq(sc_token_cause(&t), 0);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(destroy_with_live_child_is_busy_until_child_destroyed)
+{
+	sc_token root, child;
+
+	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&child, &root), 0);
+	ck_assert_int_eq(sc_token_destroy(&root), EBUSY);
+	/* The refused destroy left both tokens working. */
+	ck_assert_int_eq(sc_cancel(&root), 0);
+	ck_assert(sc_is_cancelled(&child));
+	ck_assert_int_eq(sc_token_destroy(&root), EBUSY);
+	ck_assert_int_eq(sc_token_destroy(&child), 0);
+	ck_assert_int_eq(sc_token_destroy(&root), 0);
+}
+END_TEST
+
+START_TEST(destroy_while_call_blocks_on_token_is_busy)
+{
+	sc_token t;
+	int p[2];
+	struct bg_call c = { .fn = read_one_byte, .tok = &t };
+
+	make_pipe(p);
+	c.fd = p[0];
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	bg_start_blocked(&c);
+
+	ck_assert_int_eq(sc_token_destroy(&t), EBUSY);
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	sc_result r = bg_join(&c);
+
+	ck_assert_int_eq(r.status, SC_CANCELLED);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+START_TEST(destroy_after_completed_call_succeeds)
+{
+	sc_token t;
+	int p[2];
+	char b;
+
+	make_pipe(p);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	sc_result r = sc_read(&t, p[0], &b, 1);
+
+	ck_assert_int_eq(r.status, SC_OK);
+	r = sc_read(&t, p[1], &b, 1);	/* the write end: EBADF */
+	ck_assert_int_eq(r.status, SC_ERROR);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+START_TEST(double_destroy_is_EINVAL)
+{
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	ck_assert_int_eq(sc_token_destroy(&t), EINVAL);
+}
+END_TEST
+
+START_TEST(call_with_destroyed_token_is_EINVAL_and_has_no_effect)
+{
+	sc_token t;
+	int p[2];
+	char b;
+
+	make_pipe(p);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+
+	sc_result r = sc_read(&t, p[0], &b, 1);
+
+	ck_assert_int_eq(r.status, SC_ERROR);
+	ck_assert_int_eq(r.error, EINVAL);
+	ck_assert_int_eq(read(p[0], &b, 1), 1);
+	ck_assert_int_eq(b, 'x');
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+static Suite *tokens_suite(void)
+{
+	Suite *s = suite_create("tokens");
+	TCase *tc = tcase_create("tokens");
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, init_library, NULL);
+	tcase_add_test(tc, init_gives_a_live_token_that_destroys_cleanly);
+	tcase_add_test(tc, destroyed_token_can_be_initialised_again);
+	tcase_add_test(tc, child_of_cancelled_parent_starts_cancelled);
+	tcase_add_test(tc, cancel_reaches_descendants_but_not_parents_or_siblings);
+	tcase_add_test(tc, cancel_is_sticky_and_idempotent);
+	tcase_add_test(tc, first_cancel_cause_wins);
+	tcase_add_test(tc, plain_cancel_records_ECANCELED_as_cause);
+	tcase_add_test(tc, token_cause_reads_nearest_cancelled_token_in_chain);
+	tcase_add_test(tc, token_cause_is_ETIMEDOUT_once_deadline_passes);
+	tcase_add_test(tc, cancel_cause_takes_precedence_over_passed_deadline);
+	tcase_add_test(tc, effective_deadline_is_earliest_in_chain);
+	tcase_add_test(tc, set_timeout_sets_deadline_relative_to_now);
+	tcase_add_test(tc, set_timeout_rejects_overflow_and_negative_values);
+	tcase_add_test(tc, no_deadline_value_clears_the_deadline);
+	tcase_add_test(tc, destroy_with_live_child_is_busy_until_child_destroyed);
+	tcase_add_test(tc, destroy_while_call_blocks_on_token_is_busy);
+	tcase_add_test(tc, destroy_after_completed_call_succeeds);
+	tcase_add_test(tc, double_destroy_is_EINVAL);
+	tcase_add_test(tc, call_with_destroyed_token_is_EINVAL_and_has_no_effect);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(tokens_suite());
+
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
