@@ -3,7 +3,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -44,7 +43,9 @@ static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
 		redeliver_after_nested_handler(uc, sig);
 }
 #define SA_LIBRARY (SA_SIGINFO | SA_RESTART)
+#define SC_STUB_PRESENT 1
 #else
+#define SC_STUB_PRESENT 0
 static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
 {
 	(void)s, (void)uc, (void)sig;
@@ -101,55 +102,52 @@ int sc_handler_install(int signo)
 	return sigaction(signo, &sa, NULL) ? errno : 0;
 }
 
-/* A full queue of real-time signals is transient: the target drains it. */
-static int send_signal(int tid)
+/* value tells the handler whether the signal carries a pin. */
+static int send_signal(int tid, int value)
 {
 	siginfo_t si = {
 		.si_signo = sc_g.signo,
 		.si_code = SI_QUEUE,
 		.si_pid = sc_g.pid,
 		.si_uid = sc_g.uid,
-		.si_value.sival_int = PIN_COOKIE,
+		.si_value.sival_int = value,
 	};
 
-	for (int tries = 0; tries < 10000; tries++) {
-		if (!syscall(SYS_rt_tgsigqueueinfo, sc_g.pid, tid, sc_g.signo, &si))
-			return 0;
-		if (errno != EAGAIN)
-			return errno;
-		sched_yield();
-	}
-	return EAGAIN;
+	return syscall(SYS_rt_tgsigqueueinfo, sc_g.pid, tid, sc_g.signo, &si) ? errno : 0;
 }
 
-#ifdef SC_HAVE_STUB
+/*
+ * The thread's own timer can deliver the signal too, from a queue entry
+ * reserved when the timer was made: it still gets through when the signal
+ * queue is full, and on the fallback entry it keeps firing every millisecond
+ * until the call has left (REFIRE_NS in deadline.c).
+ */
+static void kick_timer(struct sc_slot *s)
+{
+	sc_deadline_lower(s, sc_now_ns());
+}
+
 /*
  * Called with the slot pinned and its call seen in flight under a cancelled
- * token.  The pin travels with the signal: the target drops it when the
- * signal lands, so it need not wait for this thread to run again.
+ * token.  With the stub the pin travels with the signal: the target drops
+ * it when the signal lands, so it need not wait for this thread to run
+ * again.  Without it a signal landing just before the kernel entry is lost,
+ * so the timer backs every cancel up; no canceller ever waits, not even one
+ * in a handler on top of the very call it cancels.
  */
 int sc_send_cancel(struct sc_slot *s, uint64_t call)
 {
+	int tid = load_relaxed(&s->tid);
+
 	store_release(&s->abort, call);
-	__atomic_fetch_add(&s->signal_pins, 1, __ATOMIC_RELEASE);
-	if (!send_signal(load_relaxed(&s->tid)))
-		return 1;
-	__atomic_fetch_sub(&s->signal_pins, 1, __ATOMIC_RELAXED);
+	if (SC_STUB_PRESENT) {
+		__atomic_fetch_add(&s->signal_pins, 1, __ATOMIC_RELEASE);
+		if (!send_signal(tid, PIN_COOKIE))
+			return 1;
+		__atomic_fetch_sub(&s->signal_pins, 1, __ATOMIC_RELAXED);
+	} else {
+		send_signal(tid, 0);
+	}
+	kick_timer(s);
 	return 0;
 }
-#else
-/*
- * Without the stub a signal landing just before the kernel entry is lost.
- * Besides the first signal, the target's own timer fires now and again
- * every millisecond (REFIRE_NS in deadline.c) until the call has left, so
- * no canceller ever waits, not even one running in a handler on top of the
- * very call it cancels.
- */
-int sc_send_cancel(struct sc_slot *s, uint64_t call)
-{
-	store_release(&s->abort, call);
-	send_signal(load_relaxed(&s->tid));
-	sc_deadline_lower(s, sc_now_ns());
-	return 0;
-}
-#endif

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <syscancel.h>
@@ -834,6 +835,40 @@ START_TEST(cancelling_sibling_never_cancels_call_under_live_token)
 }
 END_TEST
 
+/*
+ * With the real-time signal queue full the cancel signal cannot be queued;
+ * the thread's deadline timer, whose queue entry was reserved when it was
+ * made, must deliver the cancel instead.
+ */
+START_TEST(cancel_gets_through_when_the_signal_queue_is_full)
+{
+	struct rlimit none, saved;
+	sc_token t;
+	int p[2];
+
+	make_pipe(p);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	struct bg_call c = { .fn = read_one_byte, .tok = &t, .fd = p[0] };
+
+	bg_start_blocked(&c);
+	ck_assert_int_eq(getrlimit(RLIMIT_SIGPENDING, &saved), 0);
+	none = (struct rlimit){ 0, saved.rlim_max };
+	ck_assert_int_eq(setrlimit(RLIMIT_SIGPENDING, &none), 0);
+	int queued = sigqueue(getpid(), SIGRTMIN, (union sigval){ 0 });
+	int queue_err = errno;
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	sc_result r = bg_join(&c);
+	ck_assert_int_eq(setrlimit(RLIMIT_SIGPENDING, &saved), 0);
+
+	ck_assert_int_eq(queued, -1);
+	ck_assert_int_eq(queue_err, EAGAIN);
+	assert_cancelled(r);
+
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	close_pipe(p);
+}
+END_TEST
+
 static Suite *cancel_suite(void)
 {
 	Suite *s = suite_create("cancel");
@@ -855,6 +890,7 @@ static Suite *cancel_suite(void)
 	tcase_add_test(tc, sleep_without_cancel_returns_ok_after_its_duration);
 	tcase_add_test(tc, poll_timeout_is_ok_zero_not_timedout);
 	tcase_add_test(tc, cancelling_sibling_never_cancels_call_under_live_token);
+	tcase_add_test(tc, cancel_gets_through_when_the_signal_queue_is_full);
 	suite_add_tcase(s, tc);
 
 	tcase_set_timeout(kinds_tc, 30);
