@@ -60,28 +60,36 @@ static int resolve_signal(const sc_config *cfg, int *signo)
 	return *signo >= SIGRTMIN && *signo <= SIGRTMAX ? 0 : EINVAL;
 }
 
+/* Which backends this build offers: 0, ENOTSUP, or EINVAL for no backend at all. */
+static int backend_available(sc_backend backend)
+{
+	switch (backend) {
+	case SC_BACKEND_DEFAULT:
+	case SC_BACKEND_SIGNAL:
+		return 0;
+	case SC_BACKEND_URING:
+		return ENOTSUP;
+	}
+	return EINVAL;
+}
+
 static int resolve_backend(const sc_config *cfg, sc_backend *backend)
 {
 	const char *env = getenv("SYSCANCEL_BACKEND");
 
 	*backend = cfg ? cfg->backend : SC_BACKEND_DEFAULT;
 	if (*backend == SC_BACKEND_DEFAULT && env && *env) {
-		if (!strcmp(env, "signal"))
-			*backend = SC_BACKEND_SIGNAL;
-		else if (!strcmp(env, "uring"))
-			return 0;	/* unavailable in this build: keep the signal path */
-		else
+		if (!strcmp(env, "uring"))
+			*backend = SC_BACKEND_URING;
+		else if (strcmp(env, "signal"))
 			return EINVAL;
+		/* the environment asks; an unavailable backend leaves the signal path */
+		if (backend_available(*backend))
+			*backend = SC_BACKEND_SIGNAL;
 	}
-	switch (*backend) {
-	case SC_BACKEND_DEFAULT:
-	case SC_BACKEND_SIGNAL:
+	if (*backend == SC_BACKEND_DEFAULT)
 		*backend = SC_BACKEND_SIGNAL;
-		return 0;
-	case SC_BACKEND_URING:
-		return ENOTSUP;
-	}
-	return EINVAL;
+	return backend_available(*backend);
 }
 
 static void register_membarrier(void)
@@ -167,12 +175,5 @@ int sc_signal_number(void)
 
 int sc_thread_backend(sc_backend backend)
 {
-	switch (backend) {
-	case SC_BACKEND_DEFAULT:
-	case SC_BACKEND_SIGNAL:
-		return 0;
-	case SC_BACKEND_URING:
-		return ENOTSUP;
-	}
-	return EINVAL;
+	return backend_available(backend);
 }
