@@ -139,6 +139,10 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call)
 {
 	int tid = load_relaxed(&s->tid);
 
+	/* Repeated cancels must not flood the queue: one signal on its way is enough. */
+	if (load_acquire(&s->abort) == call &&
+	    (!SC_STUB_PRESENT || load_acquire(&s->signal_pins)))
+		return 0;
 	store_release(&s->abort, call);
 	if (SC_STUB_PRESENT) {
 		__atomic_fetch_add(&s->signal_pins, 1, __ATOMIC_RELEASE);
