@@ -69,7 +69,7 @@ static int check_chain(struct sc_slot *s, const sc_token *tok, sc_result *r)
 {
 	int64_t dl;
 
-	sc_chain_mark((sc_token *)tok, s->tid);
+	sc_chain_mark((sc_token *)tok, load_relaxed(&s->tid));
 	switch (sc_chain_check(tok, &dl)) {
 	case SC_CHAIN_CANCELLED:
 		*r = cancelled;

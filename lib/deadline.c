@@ -34,7 +34,7 @@ int sc_timer_create(struct sc_slot *s)
 	memset(&sev, 0, sizeof(sev));
 	sev.sigev_notify = SIGEV_THREAD_ID;
 	sev.sigev_signo = sc_g.signo;
-	sev._sigev_un._tid = s->tid;
+	sev._sigev_un._tid = load_relaxed(&s->tid);
 	if (syscall(SYS_timer_create, CLOCK_MONOTONIC, &sev, &id))
 		return errno;
 	s->timer = id;

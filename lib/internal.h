@@ -184,7 +184,7 @@ sc_result sc_run(sc_token *tok, long nr, long a1, long a2, long a3, long a4, lon
 	if (unlikely(!s || call_active(s)))
 		return sc_run_req(tok, SC_REQ(nr, a1, a2, a3, a4, a5, a6));
 	sc_call_enter(s, tok);
-	if (likely(sc_chain_plain(tok, s->tid))) {
+	if (likely(sc_chain_plain(tok, load_relaxed(&s->tid)))) {
 		v = sc_stub_enter(s, nr, a1, a2, a3, a4, a5, a6);
 		if (likely(v != -EINTR && v != SC_STUB_CANCELLED)) {
 			sc_call_exit(s);

@@ -121,12 +121,12 @@ void sc_registry_after_fork(void)
 		s->timer = -1;
 		s->timer_armed = 0;
 		if (s == sc_self) {
-			s->tid = gettid();
+			store_relaxed(&s->tid, gettid());
 			sc_timer_create(s);
 		} else {
 			s->call &= ~(uint64_t)1;
 			s->tok = NULL;
-			s->tid = 0;
+			store_relaxed(&s->tid, 0);
 		}
 	}
 }

@@ -77,7 +77,7 @@ static int maybe_used_elsewhere(const sc_token *tok)
 	user = load_relaxed(&tok->priv_user);
 	if (!user)
 		return 0;
-	return !self || user != self->tid || call_active(self);
+	return !self || user != load_relaxed(&self->tid) || call_active(self);
 }
 
 int sc_token_init(sc_token *tok, sc_token *parent)
