@@ -1,15 +1,89 @@
 #define _GNU_SOURCE
 #include "helpers.h"
 
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
-static char thread_state(pid_t tid)
+#define CHILD_BOUND_NS (10 * SEC_NS)
+#define BLOCK_BOUND_NS (10 * SEC_NS)
+
+void init_library(void)
+{
+	ck_assert_int_eq(sc_init(&(sc_config){ 0 }), 0);
+}
+
+TCase *add_tcase(Suite *s, const char *name, double timeout_s, void (*setup)(void))
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, timeout_s);
+	if (setup)
+		tcase_add_checked_fixture(tc, setup, NULL);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+int run_suite(Suite *s, enum fork_status mode)
+{
+	SRunner *sr = srunner_create(s);
+
+	srunner_set_fork_status(sr, mode);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+void wait_at_least(const long *p, long v, const char *what, ...)
+{
+	int64_t end = sc_now_ns() + PROMPT_NS;
+	char msg[160];
+	va_list ap;
+
+	va_start(ap, what);
+	vsnprintf(msg, sizeof(msg), what, ap);
+	va_end(ap);
+	while (load(p) < v) {
+		ck_assert_msg(sc_now_ns() < end, "%s: stuck at %ld, waiting for %ld", msg,
+			      load(p), v);
+		sched_yield();
+	}
+}
+
+void spin_ns(int64_t ns)
+{
+	int64_t end = sc_now_ns() + ns;
+
+	while (sc_now_ns() < end)
+		;
+}
+
+void join_within(pthread_t t, int64_t ns, const char *what)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);	/* pthread_timedjoin_np's clock */
+	ts.tv_sec += ns / SEC_NS;
+	ts.tv_nsec += ns % SEC_NS;
+	if (ts.tv_nsec >= SEC_NS) {
+		ts.tv_sec++;
+		ts.tv_nsec -= SEC_NS;
+	}
+	ck_assert_msg(pthread_timedjoin_np(t, NULL, &ts) == 0, "%s did not finish", what);
+}
+
+char thread_state(pid_t tid)
 {
 	char path[64], buf[512];
 	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
@@ -27,7 +101,7 @@ static char thread_state(pid_t tid)
 
 void wait_blocked(pid_t tid)
 {
-	int64_t end = sc_now_ns() + 10 * SEC_NS;
+	int64_t end = sc_now_ns() + BLOCK_BOUND_NS;
 	for (;;) {
 		char s = thread_state(tid);
 		if (s == 'S')	/* D is not a cancellable wait: library setup sleeps there */
@@ -35,6 +109,63 @@ void wait_blocked(pid_t tid)
 		ck_assert_msg(sc_now_ns() < end, "thread %d never blocked (state %c)", tid, s);
 		sched_yield();
 	}
+}
+
+static const char *status_name(sc_status s)
+{
+	static const char *const names[] = {
+		[SC_OK] = "SC_OK",
+		[SC_ERROR] = "SC_ERROR",
+		[SC_CANCELLED] = "SC_CANCELLED",
+		[SC_TIMEDOUT] = "SC_TIMEDOUT",
+	};
+
+	return (unsigned)s < ARRAY_SIZE(names) ? names[s] : "an unknown status";
+}
+
+/* The error each status but SC_ERROR comes with. */
+static int implied_error(sc_status s)
+{
+	return s == SC_CANCELLED ? ECANCELED : s == SC_TIMEDOUT ? ETIMEDOUT : 0;
+}
+
+static void assert_result(sc_result r, sc_status status, int error, const char *what)
+{
+	ck_assert_msg(r.status == status && r.error == error,
+		      "%s: expected %s error %d, got %s error %d (%s) value %ld", what,
+		      status_name(status), error, status_name(r.status), r.error,
+		      strerror(r.error), r.value);
+}
+
+void assert_ok(sc_result r, long value)
+{
+	assert_result(r, SC_OK, 0, "call");
+	ck_assert_msg(r.value == value, "expected SC_OK value %ld, got value %ld", value, r.value);
+}
+
+void assert_cancelled(sc_result r)
+{
+	assert_result(r, SC_CANCELLED, ECANCELED, "call");
+}
+
+void assert_error(sc_result r, int error)
+{
+	assert_result(r, SC_ERROR, error, "call");
+}
+
+void assert_status(sc_result r, sc_status want, const char *what, ...)
+{
+	char msg[160];
+	va_list ap;
+
+	va_start(ap, what);
+	vsnprintf(msg, sizeof(msg), what, ap);
+	va_end(ap);
+	if (want == SC_ERROR)
+		ck_assert_msg(r.status == SC_ERROR, "%s: expected SC_ERROR, got %s value %ld", msg,
+			      status_name(r.status), r.value);
+	else
+		assert_result(r, want, implied_error(want), msg);
 }
 
 static void *bg_main(void *arg)
@@ -56,16 +187,38 @@ void bg_start(struct bg_call *c)
 		sched_yield();
 }
 
+bool bg_done(const struct bg_call *c)
+{
+	return __atomic_load_n(&c->done, __ATOMIC_ACQUIRE);
+}
+
+bool bg_wait_blocked(struct bg_call *c)
+{
+	int64_t end = sc_now_ns() + BLOCK_BOUND_NS;
+	for (;;) {
+		char s = thread_state(c->tid);
+		if (s == 'S')	/* D is not a cancellable wait: library setup sleeps there */
+			return !bg_done(c);
+		if (bg_done(c))	/* the thread is gone: its state says nothing */
+			return false;
+		ck_assert_msg(sc_now_ns() < end, "thread %d never blocked (state %c)", c->tid, s);
+		sched_yield();
+	}
+}
+
 void bg_start_blocked(struct bg_call *c)
 {
 	bg_start(c);
-	wait_blocked(c->tid);
+	ck_assert_msg(bg_wait_blocked(c),
+		      "call in thread %d returned instead of blocking: %s error %d (%s) value %ld",
+		      c->tid, status_name(c->res.status), c->res.error, strerror(c->res.error),
+		      c->res.value);
 }
 
 sc_result bg_join(struct bg_call *c)
 {
 	int64_t end = sc_now_ns() + PROMPT_NS;
-	while (!__atomic_load_n(&c->done, __ATOMIC_ACQUIRE)) {
+	while (!bg_done(c)) {
 		ck_assert_msg(sc_now_ns() < end, "call in thread %d did not return", c->tid);
 		sched_yield();
 	}
@@ -73,12 +226,59 @@ sc_result bg_join(struct bg_call *c)
 	return c->res;
 }
 
+sc_result bg_read(struct bg_call *c)
+{
+	return sc_read(c->tok, c->fd, c->buf, sizeof(c->buf));
+}
+
+void bg_pipe(struct bg_call *c)
+{
+	int p[2];
+
+	make_pipe(p);
+	c->fd = p[0];
+	c->peer = p[1];
+}
+
+void bg_close_pipe(struct bg_call *c)
+{
+	close(c->fd);
+	close(c->peer);
+}
+
+void bg_read_blocked(struct bg_call *c, sc_token *tok)
+{
+	*c = (struct bg_call){ .fn = bg_read, .tok = tok };
+	bg_pipe(c);
+	bg_start_blocked(c);
+}
+
 void make_pipe(int fds[2])
 {
 	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
 }
 
-int make_listener(struct sockaddr_storage *addr, socklen_t *alen)
+void make_pipe_with_byte(int fds[2])
+{
+	make_pipe(fds);
+	ck_assert_int_eq(write(fds[1], "x", 1), 1);
+}
+
+void assert_byte_still_readable(int fd)
+{
+	char b = 0;
+
+	ck_assert_int_eq(read(fd, &b, 1), 1);
+	ck_assert_int_eq(b, 'x');
+}
+
+void close_pipe(int fds[2])
+{
+	close(fds[0]);
+	close(fds[1]);
+}
+
+int make_listener(struct sockaddr_storage *addr, socklen_t *alen, int backlog)
 {
 	struct sockaddr_in *in = (struct sockaddr_in *)addr;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -88,7 +288,79 @@ int make_listener(struct sockaddr_storage *addr, socklen_t *alen)
 	in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	*alen = sizeof(*in);
 	ck_assert_int_eq(bind(fd, (struct sockaddr *)in, *alen), 0);
-	ck_assert_int_eq(listen(fd, 64), 0);
+	ck_assert_int_eq(listen(fd, backlog), 0);
 	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)addr, alen), 0);
 	return fd;
+}
+
+void chain_init(struct token_chain *ch)
+{
+	ck_assert_int_eq(sc_token_init(&ch->root, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&ch->mid, &ch->root), 0);
+	ck_assert_int_eq(sc_token_init(&ch->leaf, &ch->mid), 0);
+}
+
+void chain_destroy(struct token_chain *ch)
+{
+	ck_assert_int_eq(sc_token_destroy(&ch->leaf), 0);
+	ck_assert_int_eq(sc_token_destroy(&ch->mid), 0);
+	ck_assert_int_eq(sc_token_destroy(&ch->root), 0);
+}
+
+void install_handler(int sig, void (*fn)(int), int flags, const sigset_t *mask)
+{
+	struct sigaction sa = { .sa_handler = fn, .sa_flags = flags };
+
+	if (mask)
+		sa.sa_mask = *mask;
+	else
+		sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(sig, &sa, NULL), 0);
+}
+
+void assert_handler(int sig, void (*fn)(int))
+{
+	struct sigaction sa;
+
+	ck_assert_int_eq(sigaction(sig, NULL, &sa), 0);
+	ck_assert_msg(sa.sa_handler == fn && !(sa.sa_flags & SA_SIGINFO),
+		      "signal %d: handler %p flags %#x, expected %p without SA_SIGINFO", sig,
+		      (void *)sa.sa_handler, (unsigned)sa.sa_flags, (void *)fn);
+}
+
+void assert_library_handles(int sig)
+{
+	struct sigaction sa;
+
+	ck_assert_int_eq(sigaction(sig, NULL, &sa), 0);
+	ck_assert(sa.sa_flags & SA_SIGINFO);
+	ck_assert_ptr_ne((void *)sa.sa_sigaction, (void *)SIG_DFL);
+	ck_assert_ptr_ne((void *)sa.sa_sigaction, (void *)SIG_IGN);
+}
+
+int wait_child(pid_t pid)
+{
+	int fd = syscall(SYS_pidfd_open, pid, 0);
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	int st;
+
+	ck_assert_int_ge(fd, 0);
+	int n = poll(&pfd, 1, CHILD_BOUND_NS / MS_NS);
+
+	if (n != 1)
+		kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	close(fd);
+	ck_assert_msg(n == 1, "child %d did not exit within %lld ms", pid,
+		      (long long)(CHILD_BOUND_NS / MS_NS));
+	return st;
+}
+
+void assert_child_succeeded(pid_t pid)
+{
+	int st = wait_child(pid);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "child failed: %s %d", WIFEXITED(st) ? "exit" : "signal",
+		      WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 }

@@ -16,33 +16,6 @@
 #include <syscancel.h>
 #include "helpers.h"
 
-static void assert_error(sc_result r, int error)
-{
-	ck_assert_int_eq(r.status, SC_ERROR);
-	ck_assert_int_eq(r.error, error);
-}
-
-/* A pipe holding one byte, 'x'. */
-static void make_pipe_with_byte(int p[2])
-{
-	make_pipe(p);
-	ck_assert_int_eq(write(p[1], "x", 1), 1);
-}
-
-static void assert_byte_still_readable(int fd)
-{
-	char b = 0;
-
-	ck_assert_int_eq(read(fd, &b, 1), 1);
-	ck_assert_int_eq(b, 'x');
-}
-
-static void close_pipe(int p[2])
-{
-	close(p[0]);
-	close(p[1]);
-}
-
 START_TEST(bad_fd_is_EBADF)
 {
 	sc_token t;
@@ -183,33 +156,22 @@ START_TEST(fcntl_lock_with_non_lock_command_is_EINVAL)
 
 	ck_assert_int_ge(fd, 0);
 	unlink(path);
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+	for (int i = 0; i < ARRAY_SIZE(cmds); i++)
 		assert_error(sc_fcntl_lock(NULL, fd, cmds[i], &fl), EINVAL);
 	close(fd);
 }
 END_TEST
 
+/* Fixture of the configuration tests: the environment chooses no signal unless a test says so. */
 static void unset_signal_env(void)
 {
 	ck_assert_int_eq(unsetenv("SYSCANCEL_SIGNAL"), 0);
-}
-
-/* The library's handler is installed on signo. */
-static void assert_library_handles(int signo)
-{
-	struct sigaction sa;
-
-	ck_assert_int_eq(sigaction(signo, NULL, &sa), 0);
-	ck_assert(sa.sa_flags & SA_SIGINFO);
-	ck_assert_ptr_ne((void *)sa.sa_sigaction, (void *)SIG_DFL);
-	ck_assert_ptr_ne((void *)sa.sa_sigaction, (void *)SIG_IGN);
 }
 
 START_TEST(init_with_signal_zero_uses_a_free_realtime_signal)
 {
 	sc_config cfg = { .signo = 0 };
 
-	unset_signal_env();
 	ck_assert_int_eq(sc_init(&cfg), 0);
 	int signo = sc_signal_number();
 
@@ -224,7 +186,6 @@ START_TEST(signal_number_reports_configured_signal)
 {
 	sc_config cfg = { .signo = SIGRTMIN + 6 };
 
-	unset_signal_env();
 	ck_assert_int_eq(sc_init(&cfg), 0);
 	ck_assert_int_eq(sc_signal_number(), SIGRTMIN + 6);
 	assert_library_handles(SIGRTMIN + 6);
@@ -251,15 +212,10 @@ static int bad_signo(int i)
 START_TEST(init_with_non_realtime_signal_is_EINVAL)
 {
 	sc_config cfg = { .signo = bad_signo(_i) };
-	struct sigaction sa;
 
-	unset_signal_env();
 	ck_assert_int_eq(sc_init(&cfg), EINVAL);
-	if (cfg.signo > 0 && cfg.signo <= SIGRTMAX) {
-		/* Refused means untouched. */
-		ck_assert_int_eq(sigaction(cfg.signo, NULL, &sa), 0);
-		ck_assert_ptr_eq((void *)sa.sa_handler, (void *)SIG_DFL);
-	}
+	if (cfg.signo > 0 && cfg.signo <= SIGRTMAX)
+		assert_handler(cfg.signo, SIG_DFL);	/* refused means untouched */
 }
 END_TEST
 
@@ -267,7 +223,6 @@ START_TEST(init_with_bad_backend_is_EINVAL)
 {
 	sc_config cfg = { .backend = (sc_backend)42 };
 
-	unset_signal_env();
 	ck_assert_int_eq(sc_init(&cfg), EINVAL);
 }
 END_TEST
@@ -281,36 +236,31 @@ START_TEST(init_with_signal_the_application_handles_is_EBUSY)
 {
 	int signo = SIGRTMIN + 3;
 	sc_config cfg = { .signo = signo };
-	struct sigaction sa = { .sa_handler = app_handler }, old;
 
-	unset_signal_env();
-	ck_assert_int_eq(sigaction(signo, &sa, NULL), 0);
+	install_handler(signo, app_handler, 0, NULL);
 	ck_assert_int_eq(sc_init(&cfg), EBUSY);
 	/* The application's handler is still the one installed. */
-	ck_assert_int_eq(sigaction(signo, NULL, &old), 0);
-	ck_assert_ptr_eq((void *)old.sa_handler, (void *)app_handler);
+	assert_handler(signo, app_handler);
 }
 END_TEST
 
+/* sc_init with signal first, then with second, which returns want; first stays in use. */
+static void init_twice(int first, int second, int want)
+{
+	ck_assert_int_eq(sc_init(&(sc_config){ .signo = first }), 0);
+	ck_assert_int_eq(sc_init(&(sc_config){ .signo = second }), want);
+	ck_assert_int_eq(sc_signal_number(), first);
+}
+
 START_TEST(init_twice_with_different_signals_is_EALREADY)
 {
-	sc_config first = { .signo = SIGRTMIN + 4 }, second = { .signo = SIGRTMIN + 5 };
-
-	unset_signal_env();
-	ck_assert_int_eq(sc_init(&first), 0);
-	ck_assert_int_eq(sc_init(&second), EALREADY);
-	ck_assert_int_eq(sc_signal_number(), SIGRTMIN + 4);
+	init_twice(SIGRTMIN + 4, SIGRTMIN + 5, EALREADY);
 }
 END_TEST
 
 START_TEST(init_twice_with_same_signal_succeeds)
 {
-	sc_config cfg = { .signo = SIGRTMIN + 4 };
-
-	unset_signal_env();
-	ck_assert_int_eq(sc_init(&cfg), 0);
-	ck_assert_int_eq(sc_init(&cfg), 0);
-	ck_assert_int_eq(sc_signal_number(), SIGRTMIN + 4);
+	init_twice(SIGRTMIN + 4, SIGRTMIN + 4, 0);
 }
 END_TEST
 
@@ -318,7 +268,6 @@ START_TEST(init_after_first_call_with_another_signal_is_EALREADY)
 {
 	sc_token t;
 
-	unset_signal_env();
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
 	ck_assert_int_eq(sc_sleep(&t, 0).status, SC_OK);
 	int signo = sc_signal_number();
@@ -378,15 +327,12 @@ START_TEST(garbage_signal_in_environment_makes_init_EINVAL)
 }
 END_TEST
 
-#define NGARBAGE ((int)(sizeof(garbage_signals) / sizeof(garbage_signals[0])))
-
-static Suite *badinput_suite(void)
+int main(void)
 {
 	Suite *s = suite_create("badinput");
-	TCase *tc = tcase_create("arguments");
-	TCase *init = tcase_create("configuration");
+	TCase *tc = add_tcase(s, "arguments", 30, NULL);
+	TCase *init = add_tcase(s, "configuration", 30, unset_signal_env);
 
-	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, bad_fd_is_EBADF);
 	tcase_add_test(tc, bad_buffer_pointer_is_EFAULT);
 	tcase_add_test(tc, null_token_pointer_is_EINVAL);
@@ -397,9 +343,7 @@ static Suite *badinput_suite(void)
 	tcase_add_test(tc, negative_deadline_is_EINVAL_and_changes_nothing);
 	tcase_add_test(tc, cancel_cause_that_is_not_positive_is_EINVAL_and_cancels_nothing);
 	tcase_add_test(tc, fcntl_lock_with_non_lock_command_is_EINVAL);
-	suite_add_tcase(s, tc);
 
-	tcase_set_timeout(init, 30);
 	tcase_add_test(init, init_with_signal_zero_uses_a_free_realtime_signal);
 	tcase_add_test(init, signal_number_reports_configured_signal);
 	tcase_add_loop_test(init, init_with_non_realtime_signal_is_EINVAL, 0, 5);
@@ -410,21 +354,9 @@ static Suite *badinput_suite(void)
 	tcase_add_test(init, init_after_first_call_with_another_signal_is_EALREADY);
 	tcase_add_test(init, signal_from_environment_is_used);
 	tcase_add_loop_test(init, garbage_signal_in_environment_makes_calls_fail_with_EINVAL,
-			    0, NGARBAGE);
-	tcase_add_loop_test(init, garbage_signal_in_environment_makes_init_EINVAL, 0, NGARBAGE);
-	suite_add_tcase(s, init);
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(badinput_suite());
-
+			    0, ARRAY_SIZE(garbage_signals));
+	tcase_add_loop_test(init, garbage_signal_in_environment_makes_init_EINVAL,
+			    0, ARRAY_SIZE(garbage_signals));
 	/* Each test needs a fresh library: keep fork mode even if CK_FORK=no. */
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s, CK_FORK);
 }

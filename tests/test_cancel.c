@@ -3,7 +3,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,53 +17,6 @@
 
 #include <syscancel.h>
 #include "helpers.h"
-
-static void close_pipe(int p[2])
-{
-	close(p[0]);
-	close(p[1]);
-}
-
-static void assert_cancelled(sc_result r)
-{
-	ck_assert_int_eq(r.status, SC_CANCELLED);
-	ck_assert_int_eq(r.error, ECANCELED);
-}
-
-static void assert_ok(sc_result r, long value)
-{
-	ck_assert_int_eq(r.status, SC_OK);
-	ck_assert_int_eq(r.error, 0);
-	ck_assert_int_eq(r.value, value);
-}
-
-/* Wait for *flag to become non-zero; fail after PROMPT_NS. */
-static void wait_flag(const int *flag)
-{
-	int64_t end = sc_now_ns() + PROMPT_NS;
-
-	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) {
-		ck_assert_msg(sc_now_ns() < end, "flag never set");
-		sched_yield();
-	}
-}
-
-/*
- * The library's one-time setup may sleep in the kernel (membarrier
- * registration waits for an RCU grace period once threads exist), which
- * wait_blocked() would take for the call under test: do it up front.
- */
-static void init_library(void)
-{
-	ck_assert_int_eq(sc_init(&(sc_config){ 0 }), 0);
-}
-
-static sc_result read_one_byte(struct bg_call *c)
-{
-	char b;
-
-	return sc_read(c->tok, c->fd, &b, 1);
-}
 
 /*
  * Every call kind, each with a setup that makes the call block in the kernel.
@@ -187,7 +139,7 @@ static void setup_full_dgram(struct call_ctx *x)
 
 static void setup_listener(struct call_ctx *x)
 {
-	x->fd[0] = make_listener(&x->addr, &x->alen);
+	x->fd[0] = make_listener(&x->addr, &x->alen, 64);
 }
 
 /*
@@ -197,21 +149,12 @@ static void setup_listener(struct call_ctx *x)
  */
 static void setup_backlog_full(struct call_ctx *x)
 {
-	struct sockaddr_in *in = (struct sockaddr_in *)&x->addr;
 	struct pollfd pfd;
 
-	x->fd[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(x->fd[1], 0);
-	in->sin_family = AF_INET;
-	in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	x->alen = sizeof(*in);
-	ck_assert_int_eq(bind(x->fd[1], (struct sockaddr *)in, x->alen), 0);
-	ck_assert_int_eq(listen(x->fd[1], 0), 0);
-	ck_assert_int_eq(getsockname(x->fd[1], (struct sockaddr *)in, &x->alen), 0);
-
+	x->fd[1] = make_listener(&x->addr, &x->alen, 0);
 	x->fd[2] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ck_assert_int_ge(x->fd[2], 0);
-	ck_assert_int_eq(connect(x->fd[2], (struct sockaddr *)in, x->alen), 0);
+	ck_assert_int_eq(connect(x->fd[2], (struct sockaddr *)&x->addr, x->alen), 0);
 	pfd = (struct pollfd){ .fd = x->fd[1], .events = POLLIN };
 	ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
 
@@ -228,17 +171,27 @@ static void setup_epoll(struct call_ctx *x)
 	ck_assert_int_eq(epoll_ctl(x->fd[0], EPOLL_CTL_ADD, x->fd[1], &x->ev), 0);
 }
 
-/* A child that lives until killed; it dies with us if the test fails. */
-static void setup_child(struct call_ctx *x)
+/* fork(); the child dies with us if the test fails, at once if we are gone already. */
+static pid_t fork_tied(void)
 {
 	pid_t parent = getpid();
+	pid_t pid = fork();
 
-	x->pid = fork();
-	ck_assert_int_ge(x->pid, 0);
-	if (x->pid == 0) {
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() == parent)
-			pause();
+		if (getppid() != parent)
+			_exit(1);
+	}
+	return pid;
+}
+
+/* A child that lives until killed. */
+static void setup_child(struct call_ctx *x)
+{
+	x->pid = fork_tied();
+	if (x->pid == 0) {
+		pause();
 		_exit(0);
 	}
 }
@@ -279,18 +232,14 @@ static void setup_ofd_locked(struct call_ctx *x)
 /* A child process holds a POSIX record lock on the file until killed. */
 static void setup_posix_locked(struct call_ctx *x)
 {
-	pid_t parent = getpid();
 	int p[2];
 	char b;
 
 	setup_two_opens(x);
 	make_pipe(p);
-	x->pid = fork();
-	ck_assert_int_ge(x->pid, 0);
+	x->pid = fork_tied();
 	if (x->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() == parent && fcntl(x->fd[1], F_SETLK, &x->lock) == 0 &&
-		    write(p[1], "L", 1) == 1)
+		if (fcntl(x->fd[1], F_SETLK, &x->lock) == 0 && write(p[1], "L", 1) == 1)
 			pause();
 		_exit(1);
 	}
@@ -534,52 +483,48 @@ END_TEST
 
 /* The first read is cancelled; the same thread then blocks again under a live token. */
 struct read_twice {
-	int fd;
 	sc_token live;
 	sc_result first;
 	int64_t first_ns;
-	int first_done;
+	long first_done;
 };
 
 static sc_result read_cancelled_then_read_live(struct bg_call *c)
 {
 	struct read_twice *rt = c->arg;
-	char b;
 
-	rt->first = sc_read(c->tok, rt->fd, &b, 1);
+	rt->first = bg_read(c);
 	rt->first_ns = sc_now_ns();
-	__atomic_store_n(&rt->first_done, 1, __ATOMIC_RELEASE);
-	return sc_read(&rt->live, rt->fd, &b, 1);
+	store(&rt->first_done, 1);
+	return sc_read(&rt->live, c->fd, c->buf, sizeof(c->buf));
 }
 
 START_TEST(read_blocked_on_empty_pipe_is_cancelled_and_thread_lives_on)
 {
 	struct read_twice rt = { 0 };
 	sc_token t;
-	int p[2];
-
-	make_pipe(p);
-	rt.fd = p[0];
-	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
-	ck_assert_int_eq(sc_token_init(&rt.live, NULL), 0);
 	struct bg_call c = { .fn = read_cancelled_then_read_live, .tok = &t, .arg = &rt };
 
+	bg_pipe(&c);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&rt.live, NULL), 0);
 	bg_start_blocked(&c);
 	int64_t t0 = sc_now_ns();
 
 	ck_assert_int_eq(sc_cancel(&t), 0);
-	wait_flag(&rt.first_done);
+	wait_at_least(&rt.first_done, 1, "the cancelled read returns");
 	assert_cancelled(rt.first);
 	ck_assert_int_lt(rt.first_ns - t0, PROMPT_NS);
 
 	/* No leftover of the cancel may hit the next call of the same thread. */
-	wait_blocked(c.tid);
-	ck_assert_int_eq(write(p[1], "y", 1), 1);
+	ck_assert_msg(bg_wait_blocked(&c), "the read after the cancelled one returned: "
+		      "status %d error %d", c.res.status, c.res.error);
+	ck_assert_int_eq(write(c.peer, "y", 1), 1);
 	assert_ok(bg_join(&c), 1);
 
 	ck_assert_int_eq(sc_token_destroy(&rt.live), 0);
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
-	close_pipe(p);
+	bg_close_pipe(&c);
 }
 END_TEST
 
@@ -587,10 +532,9 @@ START_TEST(cancel_before_call_returns_cancelled_without_consuming_data)
 {
 	sc_token t;
 	int p[2];
-	char b = 0;
+	char b;
 
-	make_pipe(p);
-	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	make_pipe_with_byte(p);
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
 	ck_assert_int_eq(sc_cancel(&t), 0);
 
@@ -598,8 +542,7 @@ START_TEST(cancel_before_call_returns_cancelled_without_consuming_data)
 
 	assert_cancelled(sc_read(&t, p[0], &b, 1));
 	ck_assert_int_lt(sc_now_ns() - t0, PROMPT_NS);
-	ck_assert_int_eq(read(p[0], &b, 1), 1);
-	ck_assert_int_eq(b, 'x');
+	assert_byte_still_readable(p[0]);
 
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
 	close_pipe(p);
@@ -620,8 +563,7 @@ START_TEST(deadline_returns_timedout_not_before_the_deadline)
 	sc_result r = sc_read(&t, p[0], &b, 1);
 	int64_t now = sc_now_ns();
 
-	ck_assert_int_eq(r.status, SC_TIMEDOUT);
-	ck_assert_int_eq(r.error, ETIMEDOUT);
+	assert_status(r, SC_TIMEDOUT, "read under a deadline");
 	ck_assert_int_ge(now, deadline);
 	ck_assert_int_lt(now - deadline, PROMPT_NS);
 	ck_assert(!sc_is_cancelled(&t));
@@ -633,81 +575,61 @@ END_TEST
 
 static void assert_timed_out_after(struct bg_call *c, int64_t deadline)
 {
-	sc_result r = bg_join(c);
-
-	ck_assert_int_eq(r.status, SC_TIMEDOUT);
-	ck_assert_int_eq(r.error, ETIMEDOUT);
+	assert_status(bg_join(c), SC_TIMEDOUT, "read blocked when the deadline was set");
 	ck_assert_int_ge(c->returned_ns, deadline);
 	ck_assert_int_lt(c->returned_ns - deadline, PROMPT_NS);
 }
 
 START_TEST(deadline_set_while_call_blocks_still_fires)
 {
+	struct bg_call c;
 	sc_token t;
-	int p[2];
 
-	make_pipe(p);
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
-	struct bg_call c = { .fn = read_one_byte, .tok = &t, .fd = p[0] };
-
-	bg_start_blocked(&c);
+	bg_read_blocked(&c, &t);
 	int64_t deadline = sc_now_ns() + 100 * MS_NS;
 
 	ck_assert_int_eq(sc_token_set_deadline(&t, deadline), 0);
 	assert_timed_out_after(&c, deadline);
 
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
-	close_pipe(p);
+	bg_close_pipe(&c);
 }
 END_TEST
 
 START_TEST(earlier_deadline_on_root_fires_for_blocked_grandchild_call)
 {
-	sc_token root, mid, leaf;
-	int p[2];
+	struct token_chain ch;
+	struct bg_call c;
 
-	make_pipe(p);
-	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
-	ck_assert_int_eq(sc_token_init(&mid, &root), 0);
-	ck_assert_int_eq(sc_token_init(&leaf, &mid), 0);
-	ck_assert_int_eq(sc_token_set_timeout(&leaf, 3600 * SEC_NS), 0);
-	struct bg_call c = { .fn = read_one_byte, .tok = &leaf, .fd = p[0] };
-
-	bg_start_blocked(&c);
+	chain_init(&ch);
+	ck_assert_int_eq(sc_token_set_timeout(&ch.leaf, 3600 * SEC_NS), 0);
+	bg_read_blocked(&c, &ch.leaf);
 	int64_t deadline = sc_now_ns() + 100 * MS_NS;
 
-	ck_assert_int_eq(sc_token_set_deadline(&root, deadline), 0);
+	ck_assert_int_eq(sc_token_set_deadline(&ch.root, deadline), 0);
 	assert_timed_out_after(&c, deadline);
 
-	ck_assert_int_eq(sc_token_destroy(&leaf), 0);
-	ck_assert_int_eq(sc_token_destroy(&mid), 0);
-	ck_assert_int_eq(sc_token_destroy(&root), 0);
-	close_pipe(p);
+	chain_destroy(&ch);
+	bg_close_pipe(&c);
 }
 END_TEST
 
 START_TEST(grandchild_call_is_cancelled_through_its_root)
 {
-	sc_token root, mid, leaf;
-	int p[2];
+	struct token_chain ch;
+	struct bg_call c;
 
-	make_pipe(p);
-	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
-	ck_assert_int_eq(sc_token_init(&mid, &root), 0);
-	ck_assert_int_eq(sc_token_init(&leaf, &mid), 0);
-	struct bg_call c = { .fn = read_one_byte, .tok = &leaf, .fd = p[0] };
-
-	bg_start_blocked(&c);
+	chain_init(&ch);
+	bg_read_blocked(&c, &ch.leaf);
 	int64_t t0 = sc_now_ns();
 
-	ck_assert_int_eq(sc_cancel(&root), 0);
+	ck_assert_int_eq(sc_cancel(&ch.root), 0);
 	assert_cancelled(bg_join(&c));
 	ck_assert_int_lt(c.returned_ns - t0, PROMPT_NS);
 
-	ck_assert_int_eq(sc_token_destroy(&leaf), 0);
-	ck_assert_int_eq(sc_token_destroy(&mid), 0);
-	ck_assert_int_eq(sc_token_destroy(&root), 0);
-	close_pipe(p);
+	chain_destroy(&ch);
+	bg_close_pipe(&c);
 }
 END_TEST
 
@@ -730,22 +652,19 @@ END_TEST
 
 START_TEST(blocked_read_woken_by_data_is_ok_with_its_value)
 {
+	struct bg_call c;
 	sc_token t;
-	int p[2];
 
-	make_pipe(p);
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
-	struct bg_call c = { .fn = read_one_byte, .tok = &t, .fd = p[0] };
-
-	bg_start_blocked(&c);
-	ck_assert_int_eq(write(p[1], "z", 1), 1);
+	bg_read_blocked(&c, &t);
+	ck_assert_int_eq(write(c.peer, "z", 1), 1);
 	assert_ok(bg_join(&c), 1);
 	/* A cancel after the call completed changes nothing. */
 	ck_assert_int_eq(sc_cancel(&t), 0);
 	ck_assert_int_eq(c.res.status, SC_OK);
 
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
-	close_pipe(p);
+	bg_close_pipe(&c);
 }
 END_TEST
 
@@ -759,10 +678,7 @@ START_TEST(null_token_call_still_returns_structured_result)
 	assert_ok(sc_read(NULL, p[0], &b, 1), 1);
 	ck_assert_int_eq(b, 'n');
 
-	sc_result r = sc_read(NULL, p[1], &b, 1);	/* the write end */
-
-	ck_assert_int_eq(r.status, SC_ERROR);
-	ck_assert_int_eq(r.error, EBADF);
+	assert_error(sc_read(NULL, p[1], &b, 1), EBADF);	/* the write end */
 	ck_assert_int_eq(sc_sleep(NULL, MS_NS).status, SC_OK);
 	close_pipe(p);
 }
@@ -775,10 +691,8 @@ START_TEST(sleep_without_cancel_returns_ok_after_its_duration)
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
 	ck_assert_int_eq(sc_token_set_timeout(&t, 3600 * SEC_NS), 0);
 	int64_t t0 = sc_now_ns();
-	sc_result r = sc_sleep(&t, 20 * MS_NS);
 
-	ck_assert_int_eq(r.status, SC_OK);
-	ck_assert_int_eq(r.error, 0);
+	assert_ok(sc_sleep(&t, 20 * MS_NS), 0);
 	ck_assert_int_ge(sc_now_ns() - t0, 20 * MS_NS);
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
 }
@@ -806,32 +720,27 @@ END_TEST
 START_TEST(cancelling_sibling_never_cancels_call_under_live_token)
 {
 	sc_token root, a, b;
-	int pa[2], pb[2];
+	struct bg_call ca, cb;
 
-	make_pipe(pa);
-	make_pipe(pb);
 	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
 	ck_assert_int_eq(sc_token_init(&a, &root), 0);
 	ck_assert_int_eq(sc_token_init(&b, &root), 0);
-	struct bg_call ca = { .fn = read_one_byte, .tok = &a, .fd = pa[0] };
-	struct bg_call cb = { .fn = read_one_byte, .tok = &b, .fd = pb[0] };
-
-	bg_start_blocked(&ca);
-	bg_start_blocked(&cb);
+	bg_read_blocked(&ca, &a);
+	bg_read_blocked(&cb, &b);
 	ck_assert_int_eq(sc_cancel(&a), 0);
 	assert_cancelled(bg_join(&ca));
 
 	/* b's call is still waiting, and completes with the data it was waiting for. */
-	ck_assert(!__atomic_load_n(&cb.done, __ATOMIC_ACQUIRE));
+	ck_assert(!bg_done(&cb));
 	ck_assert(!sc_is_cancelled(&b));
-	ck_assert_int_eq(write(pb[1], "b", 1), 1);
+	ck_assert_int_eq(write(cb.peer, "b", 1), 1);
 	assert_ok(bg_join(&cb), 1);
 
 	ck_assert_int_eq(sc_token_destroy(&a), 0);
 	ck_assert_int_eq(sc_token_destroy(&b), 0);
 	ck_assert_int_eq(sc_token_destroy(&root), 0);
-	close_pipe(pa);
-	close_pipe(pb);
+	bg_close_pipe(&ca);
+	bg_close_pipe(&cb);
 }
 END_TEST
 
@@ -843,14 +752,11 @@ END_TEST
 START_TEST(cancel_gets_through_when_the_signal_queue_is_full)
 {
 	struct rlimit none, saved;
+	struct bg_call c;
 	sc_token t;
-	int p[2];
 
-	make_pipe(p);
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
-	struct bg_call c = { .fn = read_one_byte, .tok = &t, .fd = p[0] };
-
-	bg_start_blocked(&c);
+	bg_read_blocked(&c, &t);
 	ck_assert_int_eq(getrlimit(RLIMIT_SIGPENDING, &saved), 0);
 	none = (struct rlimit){ 0, saved.rlim_max };
 	ck_assert_int_eq(setrlimit(RLIMIT_SIGPENDING, &none), 0);
@@ -865,19 +771,18 @@ START_TEST(cancel_gets_through_when_the_signal_queue_is_full)
 	assert_cancelled(r);
 
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
-	close_pipe(p);
+	bg_close_pipe(&c);
 }
 END_TEST
 
-static Suite *cancel_suite(void)
+int main(void)
 {
 	Suite *s = suite_create("cancel");
-	TCase *tc = tcase_create("cancel");
-	TCase *kinds_tc = tcase_create("call kinds");
-	TCase *many = tcase_create("many threads");
+	TCase *tc = add_tcase(s, "cancel", 30, init_library);
+	TCase *kinds_tc = add_tcase(s, "call kinds", 30, init_library);
+	/* No early init here: the workers' first calls also set the library up. */
+	TCase *many = add_tcase(s, "many threads", 60, NULL);
 
-	tcase_set_timeout(tc, 30);
-	tcase_add_checked_fixture(tc, init_library, NULL);
 	tcase_add_test(tc, read_blocked_on_empty_pipe_is_cancelled_and_thread_lives_on);
 	tcase_add_test(tc, cancel_before_call_returns_cancelled_without_consuming_data);
 	tcase_add_test(tc, deadline_returns_timedout_not_before_the_deadline);
@@ -891,27 +796,7 @@ static Suite *cancel_suite(void)
 	tcase_add_test(tc, poll_timeout_is_ok_zero_not_timedout);
 	tcase_add_test(tc, cancelling_sibling_never_cancels_call_under_live_token);
 	tcase_add_test(tc, cancel_gets_through_when_the_signal_queue_is_full);
-	suite_add_tcase(s, tc);
-
-	tcase_set_timeout(kinds_tc, 30);
-	tcase_add_checked_fixture(kinds_tc, init_library, NULL);
 	tcase_add_loop_test(kinds_tc, each_call_kind_blocked_in_kernel_is_cancelled, 0, K_COUNT);
-	suite_add_tcase(s, kinds_tc);
-
-	/* No early init here: the workers' first calls also set the library up. */
-	tcase_set_timeout(many, 60);
 	tcase_add_test(many, one_cancel_of_root_releases_64_threads_in_mixed_calls);
-	suite_add_tcase(s, many);
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(cancel_suite());
-
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s, CK_FORK_GETENV);
 }

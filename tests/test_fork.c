@@ -5,53 +5,20 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include <errno.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <syscancel.h>
 #include "helpers.h"
 
-#define READ_LEN 16
 #define PARENT_READERS 4
-#define CHILD_BOUND_NS (10 * SEC_NS)
 #define DEADLINE_NS (50 * MS_NS)
-
-/*
- * The library's one-time setup may sleep in the kernel (membarrier
- * registration waits for an RCU grace period), which wait_blocked() would
- * take for the call under test: do it up front, in every test's process.
- */
-static void init_library(void)
-{
-	ck_assert_int_eq(sc_init(&(sc_config){ 0 }), 0);
-}
-
-static long load(const long *p)
-{
-	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static void store(long *p, long v)
-{
-	__atomic_store_n(p, v, __ATOMIC_RELEASE);
-}
-
-static sc_result read_call(struct bg_call *c)
-{
-	return sc_read(c->tok, c->fd, c->arg, READ_LEN);
-}
 
 /* For a bg_call whose tok has a deadline: a read that only the deadline ends. */
 static sc_result read_with_deadline_call(struct bg_call *c)
 {
 	ck_assert_int_eq(sc_token_set_timeout(c->tok, DEADLINE_NS), 0);
-	return read_call(c);
+	return bg_read(c);
 }
 
 /* A bg_call that cancels c->tok once the thread c->arg points at is asleep. */
@@ -61,47 +28,12 @@ static sc_result cancel_when_blocked_call(struct bg_call *c)
 	return (sc_result){ .status = sc_cancel(c->tok) ? SC_ERROR : SC_OK };
 }
 
-static void assert_status(sc_result r, sc_status want, const char *what)
-{
-	ck_assert_msg(r.status == want, "%s: expected status %d, got %d (error %d value %ld)",
-		      what, want, r.status, r.error, r.value);
-}
-
-/* Wait for pid to exit within bound_ns (killing it if not); return its wait status. */
-static int wait_child(pid_t pid, int64_t bound_ns)
-{
-	int fd = syscall(SYS_pidfd_open, pid, 0);
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	int st;
-
-	ck_assert_int_ge(fd, 0);
-	int n = poll(&pfd, 1, bound_ns / MS_NS);
-
-	if (n != 1)
-		kill(pid, SIGKILL);
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	close(fd);
-	ck_assert_msg(n == 1, "child %d did not exit within %lld ms", pid,
-		      (long long)(bound_ns / MS_NS));
-	return st;
-}
-
-static void assert_child_succeeded(pid_t pid)
-{
-	int st = wait_child(pid, CHILD_BOUND_NS);
-
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-		      "child failed: %s %d", WIFEXITED(st) ? "exit" : "signal",
-		      WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-}
-
 /* What the parent sets up before forking, and what the child checks. */
 struct fixture {
 	int empty[2], full[2];
 	sc_token sticky;		/* cancelled before the fork */
 	sc_token parent_root;		/* the parent's readers run under its children */
 	sc_token reader_tok[PARENT_READERS];
-	char bufs[PARENT_READERS][READ_LEN];
 	struct bg_call readers[PARENT_READERS];
 };
 
@@ -115,8 +47,8 @@ static void fixture_start(struct fixture *fx)
 	ck_assert_int_eq(sc_token_init(&fx->parent_root, NULL), 0);
 	for (int i = 0; i < PARENT_READERS; i++) {
 		ck_assert_int_eq(sc_token_init(&fx->reader_tok[i], &fx->parent_root), 0);
-		fx->readers[i] = (struct bg_call){ .fn = read_call, .tok = &fx->reader_tok[i],
-						   .fd = fx->empty[0], .arg = fx->bufs[i] };
+		fx->readers[i] = (struct bg_call){ .fn = bg_read, .tok = &fx->reader_tok[i],
+						   .fd = fx->empty[0] };
 		bg_start_blocked(&fx->readers[i]);
 	}
 }
@@ -124,11 +56,9 @@ static void fixture_start(struct fixture *fx)
 /* The child's fork-time snapshot of the parent's readers must not have touched them. */
 static void fixture_finish(struct fixture *fx)
 {
-	for (int i = 0; i < PARENT_READERS; i++) {
-		wait_blocked(fx->readers[i].tid);
-		ck_assert_msg(!__atomic_load_n(&fx->readers[i].done, __ATOMIC_ACQUIRE),
+	for (int i = 0; i < PARENT_READERS; i++)
+		ck_assert_msg(bg_wait_blocked(&fx->readers[i]),
 			      "parent reader %d returned while the child ran", i);
-	}
 	ck_assert_int_eq(sc_cancel(&fx->parent_root), 0);
 	for (int i = 0; i < PARENT_READERS; i++) {
 		assert_status(bg_join(&fx->readers[i]), SC_CANCELLED, "parent reader");
@@ -136,16 +66,14 @@ static void fixture_finish(struct fixture *fx)
 	}
 	ck_assert_int_eq(sc_token_destroy(&fx->parent_root), 0);
 	ck_assert_int_eq(sc_token_destroy(&fx->sticky), 0);
-	close(fx->empty[0]);
-	close(fx->empty[1]);
-	close(fx->full[0]);
-	close(fx->full[1]);
+	close_pipe(fx->empty);
+	close_pipe(fx->full);
 }
 
 /* A call with a deadline made by this thread, so it owns a slot and a timer before the fork. */
 static void use_library_on_this_thread(struct fixture *fx)
 {
-	char buf[READ_LEN];
+	char buf[BG_READ_LEN];
 	sc_token tok;
 
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
@@ -158,7 +86,7 @@ static void use_library_on_this_thread(struct fixture *fx)
 /* The forking thread, now alone in the child: its own calls, cancelled and timed out. */
 static void child_checks_forking_thread(struct fixture *fx)
 {
-	char buf[READ_LEN];
+	char buf[BG_READ_LEN];
 	sc_token tok;
 	pid_t self = gettid();
 	struct bg_call canceller = { .fn = cancel_when_blocked_call, .tok = &tok, .arg = &self };
@@ -186,12 +114,10 @@ static void child_checks_forking_thread(struct fixture *fx)
 /* New threads in the child: cancelled through the parent's root, and timed out. */
 static void child_checks_new_threads(struct fixture *fx)
 {
-	char buf[2][READ_LEN];
 	sc_token under_parent, timed;
-	struct bg_call cancelled = { .fn = read_call, .tok = &under_parent,
-				     .fd = fx->empty[0], .arg = buf[0] };
+	struct bg_call cancelled = { .fn = bg_read, .tok = &under_parent, .fd = fx->empty[0] };
 	struct bg_call timed_out = { .fn = read_with_deadline_call, .tok = &timed,
-				     .fd = fx->empty[0], .arg = buf[1] };
+				     .fd = fx->empty[0] };
 
 	ck_assert_int_eq(sc_token_init(&under_parent, &fx->parent_root), 0);
 	bg_start_blocked(&cancelled);
@@ -297,18 +223,14 @@ static void *busy_caller(void *arg)
 
 static void busy_child(void)
 {
-	char buf[READ_LEN];
+	struct bg_call c;
 	sc_token tok;
-	int p[2];
-	struct bg_call c = { .fn = read_call, .tok = &tok, .arg = buf };
 
-	make_pipe(p);
-	c.fd = p[0];
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
-	bg_start_blocked(&c);
+	bg_read_blocked(&c, &tok);
 	ck_assert_int_eq(sc_cancel(&tok), 0);
 	assert_status(bg_join(&c), SC_CANCELLED, "busy child's thread");
-	assert_status(sc_read(&tok, p[0], buf, sizeof(buf)), SC_CANCELLED, "busy child's own call");
+	assert_status(bg_read(&c), SC_CANCELLED, "busy child's own call");
 	_exit(0);
 }
 
@@ -338,20 +260,12 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("fork");
-	TCase *tc = tcase_create("fork");
+	TCase *tc = add_tcase(s, "fork", 60, init_library);
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_checked_fixture(tc, init_library, NULL);
 	tcase_add_test(tc,
 		       a_child_forked_from_the_main_thread_while_calls_block_gets_a_working_library);
 	tcase_add_test(tc,
 		       a_child_forked_from_another_thread_while_calls_block_gets_a_working_library);
 	tcase_add_test(tc, forks_during_cancels_and_calls_in_other_threads_never_hang_the_child);
-	suite_add_tcase(s, tc);
-
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s, CK_FORK_GETENV);
 }

@@ -6,7 +6,6 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -15,7 +14,6 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -30,42 +28,6 @@
 #define STALL_NS (5 * SEC_NS)
 /* The whole of a stream test. */
 #define STREAM_BOUND_NS (30 * SEC_NS)
-
-/*
- * The library's one-time setup may sleep in the kernel (membarrier
- * registration waits for an RCU grace period), which wait_blocked() would
- * take for the call under test: do it up front, in every test's process.
- */
-static void init_library(void)
-{
-	ck_assert_int_eq(sc_init(&(sc_config){ 0 }), 0);
-}
-
-static long load(const long *p)
-{
-	return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-}
-
-static void store(long *p, long v)
-{
-	__atomic_store_n(p, v, __ATOMIC_SEQ_CST);
-}
-
-static uint32_t xorshift(uint32_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 17;
-	*s ^= *s << 5;
-	return *s;
-}
-
-static void spin_ns(int64_t ns)
-{
-	int64_t end = sc_now_ns() + ns;
-
-	while (sc_now_ns() < end)
-		;
-}
 
 /* Byte k of every stream: a hash of k, so a lost or repeated byte shows at once. */
 static unsigned char stream_byte(long k)
@@ -150,32 +112,11 @@ static void call_returned(struct stream *s, long i, sc_result r, size_t len)
 		s->ok++;
 		s->partial += r.value > 0 && (size_t)r.value < len;
 	} else if (r.status == SC_CANCELLED && r.error == ECANCELED) {
-		__atomic_add_fetch(&s->cancelled, 1, __ATOMIC_RELAXED);
+		add(&s->cancelled, 1);
 	} else if (!s->other++) {
 		s->first_other = r;
 	}
-	__atomic_add_fetch(&s->progress, 1, __ATOMIC_RELAXED);
-}
-
-/* Whether thread tid sleeps in the kernel now (a non-failing wait_blocked()). */
-static bool thread_asleep(pid_t tid)
-{
-	char path[64], buf[512];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	const char *p = strrchr(buf, ')');	/* the name may hold spaces */
-
-	return p && p[1] == ' ' && p[2] == 'S';
+	add(&s->progress, 1);
 }
 
 /* Wait, for bound_ns at most, until the syscancel side sleeps in a call. */
@@ -184,7 +125,7 @@ static bool wait_sc_side_asleep(const struct stream *s, int64_t bound_ns)
 	int64_t end = sc_now_ns() + bound_ns;
 
 	while (!load(&s->stop) && sc_now_ns() < end) {
-		if (load(&s->cur) > load(&s->returned) && thread_asleep(load(&s->sc_tid)))
+		if (load(&s->cur) > load(&s->returned) && thread_state(load(&s->sc_tid)) == 'S')
 			return true;
 		sched_yield();
 	}
@@ -314,7 +255,7 @@ static void count_plain(struct stream *s, ssize_t n)
 		s->plain_eintr++;
 	else if (n < 0)
 		s->plain_errors++;
-	__atomic_add_fetch(&s->progress, 1, __ATOMIC_RELAXED);
+	add(&s->progress, 1);
 }
 
 static void *plain_writer(void *arg)
@@ -573,16 +514,6 @@ static void *i1_caller(void *arg)
 	return NULL;
 }
 
-static void wait_round_value(const long *p, long v, long r, const char *what)
-{
-	int64_t end = sc_now_ns() + PROMPT_NS;
-
-	while (load(p) < v) {
-		ck_assert_msg(sc_now_ns() < end, "round %ld (kind %d): %s", r, round_kind(r), what);
-		sched_yield();
-	}
-}
-
 static int64_t aim_jittered(int64_t aim, uint32_t *seed)
 {
 	int64_t ns = aim + (int64_t)(xorshift(seed) % AIM_JITTER_NS) - AIM_JITTER_NS / 2;
@@ -607,14 +538,13 @@ START_TEST(a_call_started_after_sc_cancel_returned_is_always_cancelled)
 	int full[2], empty[2];
 
 	ck_assert_ptr_nonnull(run);
-	make_pipe(full);
+	make_pipe_with_byte(full);
 	make_pipe(empty);
-	ck_assert_int_eq(write(full[1], "d", 1), 1);
 	run->full_rd = full[0];
 	run->full_wr = full[1];
 	run->empty_rd = empty[0];
 	ck_assert_int_eq(pthread_create(&caller, NULL, i1_caller, run), 0);
-	wait_round_value(&run->tid, 1, 0, "the caller never started");
+	wait_at_least(&run->tid, 1, "the caller never started");
 	for (long r = 0; r < I1_ROUNDS; r++) {
 		ck_assert_int_eq(sc_token_init(&run->tok, NULL), 0);
 		if (round_kind(r) == READ_FAR_DEADLINE)
@@ -623,7 +553,8 @@ START_TEST(a_call_started_after_sc_cancel_returned_is_always_cancelled)
 		run->published_ns = sc_now_ns();
 		store(&run->round, r + 1);
 		if (round_waits_for_block(r)) {
-			wait_round_value(&run->calling, r + 1, r, "the call never started");
+			wait_at_least(&run->calling, r + 1,
+				      "round %ld (kind %d): the call never started", r, round_kind(r));
 			wait_blocked(run->tid);
 			waited_rounds++;
 		} else {
@@ -635,8 +566,9 @@ START_TEST(a_call_started_after_sc_cancel_returned_is_always_cancelled)
 		int64_t cancel_ns = sc_now_ns() - cancel_start;
 
 		store(&run->flag, 1);
-		wait_round_value(&run->rounds_done, r + 1, r,
-				 "a call under a cancelled token never returned");
+		wait_at_least(&run->rounds_done, r + 1,
+			      "round %ld (kind %d): a call under a cancelled token never returned",
+			      r, round_kind(r));
 		ck_assert_int_eq(sc_token_destroy(&run->tok), 0);
 		if (!round_waits_for_block(r))
 			aim = aim_adjusted(aim, run->started_ns - run->published_ns - cancel_ns);
@@ -648,10 +580,8 @@ START_TEST(a_call_started_after_sc_cancel_returned_is_always_cancelled)
 	pthread_join(caller, NULL);
 	ck_assert_int_ge(run->in_flight_cancels, waited_rounds);
 	free(run);
-	close(full[0]);
-	close(full[1]);
-	close(empty[0]);
-	close(empty[1]);
+	close_pipe(full);
+	close_pipe(empty);
 }
 END_TEST
 
@@ -733,42 +663,35 @@ static void hold_in_window(int sig, siginfo_t *si, void *ctx)
 
 static sc_result trapped_read_call(struct bg_call *c)
 {
-	char b;
-
 	trap_absolute_timer_settime();
-	return sc_read(c->tok, c->fd, &b, 1);
+	return bg_read(c);
 }
 
 START_TEST(a_cancel_landing_between_the_token_check_and_the_kernel_entry_is_not_lost)
 {
 	struct sigaction sa = { .sa_sigaction = hold_in_window, .sa_flags = SA_SIGINFO };
 	sc_token tok;
-	int p[2];
 	struct bg_call c = { .fn = trapped_read_call, .tok = &tok };
 
 	sigemptyset(&sa.sa_mask);
 	ck_assert_int_eq(sigaction(SIGSYS, &sa, NULL), 0);
-	make_pipe(p);
-	c.fd = p[0];
+	bg_pipe(&c);
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
 	ck_assert_int_eq(sc_token_set_timeout(&tok, 60 * SEC_NS), 0);
 	bg_start(&c);
 
 	int64_t end = sc_now_ns() + PROMPT_NS;
 	while (load(&window_state) != WINDOW_IN) {
-		ck_assert_msg(sc_now_ns() < end && !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE),
+		ck_assert_msg(sc_now_ns() < end && !bg_done(&c),
 			      "the call never armed its timer with timer_settime(TIMER_ABSTIME): "
 			      "this test needs another way into the window");
 		sched_yield();
 	}
 	ck_assert_int_eq(sc_cancel(&tok), 0);
 	store(&window_state, WINDOW_GO);
-	sc_result r = bg_join(&c);
-
-	ck_assert_msg(r.status == SC_CANCELLED, "status %d error %d", r.status, r.error);
+	assert_status(bg_join(&c), SC_CANCELLED, "the call cancelled in its window");
 	ck_assert_int_eq(sc_token_destroy(&tok), 0);
-	close(p[0]);
-	close(p[1]);
+	bg_close_pipe(&c);
 }
 END_TEST
 #endif
@@ -776,10 +699,8 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("race");
-	TCase *tc = tcase_create("race");
+	TCase *tc = add_tcase(s, "race", 60, init_library);
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_checked_fixture(tc, init_library, NULL);
 	tcase_add_test(tc, a_stream_read_under_random_cancels_arrives_whole_and_in_order);
 	tcase_add_test(tc, bytes_reported_written_under_random_cancels_equal_the_bytes_read);
 	tcase_add_test(tc, a_call_started_after_sc_cancel_returned_is_always_cancelled);
@@ -787,11 +708,5 @@ int main(void)
 	tcase_add_test(tc,
 		       a_cancel_landing_between_the_token_check_and_the_kernel_entry_is_not_lost);
 #endif
-	suite_add_tcase(s, tc);
-
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s, CK_FORK_GETENV);
 }

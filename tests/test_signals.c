@@ -22,72 +22,17 @@
 #include <syscancel.h>
 #include "helpers.h"
 
-#define READ_LEN 16
-
 /* How many times an application signal interrupts one blocked read. */
 #define FOREIGN_SIGNALS 100
 #define SLEEP_NS (200 * MS_NS)
 
 /* Counts runs of the application's handlers. */
-static int app_signals;
+static long app_signals;
 
 static void count_signal(int sig)
 {
 	(void)sig;
-	__atomic_add_fetch(&app_signals, 1, __ATOMIC_RELAXED);
-}
-
-static int load(const int *p)
-{
-	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static void store(int *p, int v)
-{
-	__atomic_store_n(p, v, __ATOMIC_RELEASE);
-}
-
-static bool call_done(struct bg_call *c)
-{
-	return load(&c->done);
-}
-
-static void install(int sig, void (*fn)(int), int flags, const sigset_t *mask)
-{
-	struct sigaction sa = { .sa_handler = fn, .sa_flags = flags };
-
-	if (mask)
-		sa.sa_mask = *mask;
-	else
-		sigemptyset(&sa.sa_mask);
-	ck_assert_int_eq(sigaction(sig, &sa, NULL), 0);
-}
-
-/* Wait until *p reaches at least v; fail after PROMPT_NS. */
-static void wait_at_least(const int *p, int v, const char *what)
-{
-	int64_t end = sc_now_ns() + PROMPT_NS;
-
-	while (load(p) < v) {
-		ck_assert_msg(sc_now_ns() < end, "%s: stuck at %d, waiting for %d",
-			      what, load(p), v);
-		sched_yield();
-	}
-}
-
-/*
- * The library's one-time setup may sleep in the kernel (membarrier
- * registration waits for an RCU grace period), which wait_blocked() would
- * take for the call under test: do it up front, in every test's process.
- */
-static void init_library(void)
-{
-	ck_assert_int_eq(sc_init(&(sc_config){ 0 }), 0);
-}
-
-static sc_result read_call(struct bg_call *c)
-{
-	return sc_read(c->tok, c->fd, c->arg, READ_LEN);
+	add(&app_signals, 1);
 }
 
 static void block_signal(int sig)
@@ -103,55 +48,34 @@ static void block_signal(int sig)
 static sc_result read_call_without_sigalrm(struct bg_call *c)
 {
 	block_signal(SIGALRM);
-	return read_call(c);
-}
-
-static void assert_cancelled(sc_result r)
-{
-	ck_assert_msg(r.status == SC_CANCELLED && r.error == ECANCELED,
-		      "expected SC_CANCELLED/ECANCELED, got status %d error %d value %ld",
-		      r.status, r.error, r.value);
-}
-
-static void assert_ok(sc_result r, long value)
-{
-	ck_assert_msg(r.status == SC_OK && r.value == value,
-		      "expected SC_OK value %ld, got status %d error %d value %ld",
-		      value, r.status, r.error, r.value);
+	return bg_read(c);
 }
 
 /* SA_RESTART or not: the library must hide the application's EINTR either way. */
 static const int foreign_flags[] = { 0, SA_RESTART };
-#define N_FOREIGN_FLAGS ((int)(sizeof(foreign_flags) / sizeof(foreign_flags[0])))
 
 START_TEST(foreign_signals_at_a_blocked_read_neither_cancel_it_nor_leak_eintr)
 {
-	char buf[READ_LEN];
+	struct bg_call c;
 	sc_token tok;
-	int p[2];
-	struct bg_call c = { .fn = read_call, .tok = &tok, .arg = buf };
 
-	install(SIGUSR1, count_signal, foreign_flags[_i], NULL);
-	make_pipe(p);
-	c.fd = p[0];
+	install_handler(SIGUSR1, count_signal, foreign_flags[_i], NULL);
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
-	bg_start_blocked(&c);
+	bg_read_blocked(&c, &tok);
 	for (int n = 1; n <= FOREIGN_SIGNALS; n++) {
 		ck_assert_int_eq(pthread_kill(c.thread, SIGUSR1), 0);
 		wait_at_least(&app_signals, n, "application handler runs");
-		/* A leaked EINTR ends the thread: it never blocks again. */
-		wait_blocked(c.tid);
-		ck_assert_msg(!call_done(&c), "read returned after signal %d: status %d error %d",
-			      n, c.res.status, c.res.error);
+		/* A leaked EINTR ends the call instead of letting it block again. */
+		ck_assert_msg(bg_wait_blocked(&c),
+			      "read returned after signal %d: status %d error %d (%s)",
+			      n, c.res.status, c.res.error, strerror(c.res.error));
 	}
-	ck_assert_int_eq(write(p[1], "hello", 5), 5);
-	sc_result r = bg_join(&c);
-	assert_ok(r, 5);
-	ck_assert_mem_eq(buf, "hello", 5);
+	ck_assert_int_eq(write(c.peer, "hello", 5), 5);
+	assert_ok(bg_join(&c), 5);
+	ck_assert_mem_eq(c.buf, "hello", 5);
 	ck_assert(!sc_is_cancelled(&tok));
 	ck_assert_int_eq(sc_token_destroy(&tok), 0);
-	close(p[0]);
-	close(p[1]);
+	bg_close_pipe(&c);
 }
 END_TEST
 
@@ -167,17 +91,17 @@ START_TEST(foreign_signals_neither_shorten_nor_stretch_a_sleep)
 	sc_token tok;
 	struct bg_call c = { .fn = sleep_call, .tok = &tok, .arg = &started };
 
-	install(SIGUSR1, count_signal, foreign_flags[_i], NULL);
+	install_handler(SIGUSR1, count_signal, foreign_flags[_i], NULL);
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
 	bg_start_blocked(&c);
 
 	/* Hammer: one signal at a time, each sent once the previous one ran. */
 	int64_t end = sc_now_ns() + PROMPT_NS;
-	while (!call_done(&c) && sc_now_ns() < end) {
-		int seen = load(&app_signals);
+	while (!bg_done(&c) && sc_now_ns() < end) {
+		long seen = load(&app_signals);
 
 		pthread_kill(c.thread, SIGUSR1);
-		while (load(&app_signals) == seen && !call_done(&c) && sc_now_ns() < end)
+		while (load(&app_signals) == seen && !bg_done(&c) && sc_now_ns() < end)
 			sched_yield();
 	}
 	sc_result r = bg_join(&c);
@@ -227,29 +151,24 @@ static const struct {
 } handler_cancels[] = {
 	{ read_call_without_sigalrm, raise_on_main_thread },
 	{ read_call_without_sigalrm, raise_by_interval_timer },
-	{ read_call, raise_on_blocked_thread },
+	{ bg_read, raise_on_blocked_thread },
 };
-#define N_HANDLER_CANCELS ((int)(sizeof(handler_cancels) / sizeof(handler_cancels[0])))
 
 START_TEST(sc_cancel_from_a_signal_handler_cancels_a_blocked_read)
 {
-	char buf[READ_LEN];
 	sc_token tok;
-	int p[2];
-	struct bg_call c = { .fn = handler_cancels[_i].reader, .tok = &tok, .arg = buf };
+	struct bg_call c = { .fn = handler_cancels[_i].reader, .tok = &tok };
 
-	make_pipe(p);
-	c.fd = p[0];
+	bg_pipe(&c);
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
 	handler_tok = &tok;
-	install(SIGALRM, cancel_from_handler, SA_RESTART, NULL);
+	install_handler(SIGALRM, cancel_from_handler, SA_RESTART, NULL);
 	bg_start_blocked(&c);
 	handler_cancels[_i].raise(&c);
 	assert_cancelled(bg_join(&c));
 	ck_assert_int_eq(load(&app_signals), 1);
 	ck_assert_int_eq(sc_token_destroy(&tok), 0);
-	close(p[0]);
-	close(p[1]);
+	bg_close_pipe(&c);
 }
 END_TEST
 
@@ -259,7 +178,7 @@ END_TEST
 
 static sc_token handler_toks[HANDLER_TOKENS];
 static int handler_next;
-static int kicker_stop;
+static long kicker_stop;
 
 static void cancel_next_from_handler(int sig)
 {
@@ -275,7 +194,7 @@ static void *kicker_main(void *arg)
 	pthread_t target = *(pthread_t *)arg;
 
 	while (!load(&kicker_stop)) {
-		int seen = load(&app_signals);
+		long seen = load(&app_signals);
 
 		pthread_kill(target, SIGALRM);
 		while (load(&app_signals) == seen && !load(&kicker_stop))
@@ -287,7 +206,6 @@ static void *kicker_main(void *arg)
 START_TEST(sc_cancel_interrupted_by_a_cancelling_handler_does_not_deadlock)
 {
 	static sc_token main_toks[HANDLER_TOKENS];
-	char bufs[BYSTANDERS][READ_LEN];
 	struct bg_call by[BYSTANDERS];
 	sc_token by_tok;
 	pthread_t self = pthread_self(), kicker;
@@ -298,14 +216,14 @@ START_TEST(sc_cancel_interrupted_by_a_cancelling_handler_does_not_deadlock)
 	ck_assert_int_eq(sc_token_init(&by_tok, NULL), 0);
 	for (int i = 0; i < BYSTANDERS; i++) {
 		by[i] = (struct bg_call){ .fn = read_call_without_sigalrm, .tok = &by_tok,
-					  .fd = p[0], .arg = bufs[i] };
+					  .fd = p[0] };
 		bg_start_blocked(&by[i]);
 	}
 	for (int i = 0; i < HANDLER_TOKENS; i++) {
 		ck_assert_int_eq(sc_token_init(&handler_toks[i], NULL), 0);
 		ck_assert_int_eq(sc_token_init(&main_toks[i], NULL), 0);
 	}
-	install(SIGALRM, cancel_next_from_handler, SA_RESTART, NULL);
+	install_handler(SIGALRM, cancel_next_from_handler, SA_RESTART, NULL);
 	ck_assert_int_eq(pthread_create(&kicker, NULL, kicker_main, &self), 0);
 
 	long main_cancels = 0;
@@ -320,13 +238,12 @@ START_TEST(sc_cancel_interrupted_by_a_cancelling_handler_does_not_deadlock)
 
 	/* The bystanders were never cancelled, and the registry still works. */
 	for (int i = 0; i < BYSTANDERS; i++)
-		ck_assert_msg(!call_done(&by[i]), "bystander %d returned: status %d", i,
+		ck_assert_msg(!bg_done(&by[i]), "bystander %d returned: status %d", i,
 			      by[i].res.status);
 	ck_assert_int_eq(sc_cancel(&by_tok), 0);
 	for (int i = 0; i < BYSTANDERS; i++)
 		assert_cancelled(bg_join(&by[i]));
-	close(p[0]);
-	close(p[1]);
+	close_pipe(p);
 }
 END_TEST
 
@@ -340,29 +257,13 @@ END_TEST
 
 struct i4_run {
 	sc_token toks[I4_ITERS];
-	int cur;		/* index of the token in use, -1 before the first */
-	int stop;
+	long cur;		/* index of the token in use, -1 before the first */
+	long stop;
 	int rd, wr;
 	int ok, cancelled, app_eintr;
 	int other;		/* results that are neither SC_OK nor SC_CANCELLED */
 	sc_result first_other;
 };
-
-static uint32_t xorshift(uint32_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 17;
-	*s ^= *s << 5;
-	return *s;
-}
-
-static void spin_ns(int64_t ns)
-{
-	int64_t end = sc_now_ns() + ns;
-
-	while (sc_now_ns() < end)
-		;
-}
 
 static void app_sleeps(struct i4_run *run)
 {
@@ -406,10 +307,10 @@ static void *i4_canceller_paced(void *arg)
 {
 	struct i4_run *run = arg;
 	uint32_t seed = 12345;
-	int last = -1;
+	long last = -1;
 
 	while (!load(&run->stop)) {
-		int i = load(&run->cur);
+		long i = load(&run->cur);
 
 		if (i == last) {
 			sched_yield();
@@ -431,7 +332,7 @@ static void *i4_canceller_tight(void *arg)
 	struct i4_run *run = arg;
 
 	while (!load(&run->stop)) {
-		int i = load(&run->cur);
+		long i = load(&run->cur);
 
 		if (i >= 0)
 			sc_cancel(&run->toks[i]);
@@ -453,22 +354,6 @@ static const struct {
 	{ i4_canceller_paced, false },
 	{ i4_canceller_tight, true },
 };
-#define N_I4_CANCELLERS ((int)(sizeof(i4_cancellers) / sizeof(i4_cancellers[0])))
-
-/* Join t, failing if it has not finished within ns. */
-static void join_within(pthread_t t, int64_t ns, const char *what)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);	/* pthread_timedjoin_np's clock */
-	ts.tv_sec += ns / SEC_NS;
-	ts.tv_nsec += ns % SEC_NS;
-	if (ts.tv_nsec >= SEC_NS) {
-		ts.tv_sec++;
-		ts.tv_nsec -= SEC_NS;
-	}
-	ck_assert_msg(pthread_timedjoin_np(t, NULL, &ts) == 0, "%s did not finish", what);
-}
 
 START_TEST(application_sleeps_between_calls_never_see_eintr_while_cancels_fly)
 {
@@ -481,7 +366,7 @@ START_TEST(application_sleeps_between_calls_never_see_eintr_while_cancels_fly)
 	run->rd = p[0];
 	run->wr = p[1];
 	run->cur = -1;
-	install(SIGALRM, delay_handler, SA_RESTART, NULL);
+	install_handler(SIGALRM, delay_handler, SA_RESTART, NULL);
 	ck_assert_int_eq(pthread_create(&canceller, NULL, i4_cancellers[_i].canceller, run), 0);
 	if (i4_cancellers[_i].delayed)
 		ck_assert_int_eq(pthread_create(&kicker, NULL, kicker_main, &canceller), 0);
@@ -503,8 +388,7 @@ START_TEST(application_sleeps_between_calls_never_see_eintr_while_cancels_fly)
 	for (int i = 0; i < I4_ITERS; i++)
 		ck_assert_int_eq(sc_token_destroy(&run->toks[i]), 0);
 	free(run);
-	close(p[0]);
-	close(p[1]);
+	close_pipe(p);
 }
 END_TEST
 
@@ -516,12 +400,13 @@ END_TEST
 #define STALE_ROUNDS 300
 
 struct stale_run {
-	sc_token q[STALE_ROUNDS], p[STALE_ROUNDS], a[STALE_ROUNDS], b[STALE_ROUNDS];
+	struct token_chain a[STALE_ROUNDS];	/* round r's first call: under a[r].leaf */
+	sc_token b[STALE_ROUNDS];
 	sc_result res_a[STALE_ROUNDS], res_b[STALE_ROUNDS];
 	int a_rd, b_rd;
-	int tid;
-	int phase;		/* 2r+1: reading under a[r]; 2r+2: under b[r] */
-	int rounds_done;
+	long tid;
+	long phase;		/* 2r+1: reading under a[r]; 2r+2: under b[r] */
+	long rounds_done;
 };
 
 static void *stale_worker(void *arg)
@@ -532,7 +417,7 @@ static void *stale_worker(void *arg)
 	store(&run->tid, gettid());
 	for (int r = 0; r < STALE_ROUNDS; r++) {
 		store(&run->phase, 2 * r + 1);
-		run->res_a[r] = sc_read(&run->a[r], run->a_rd, &buf, 1);
+		run->res_a[r] = sc_read(&run->a[r].leaf, run->a_rd, &buf, 1);
 		store(&run->phase, 2 * r + 2);
 		run->res_b[r] = sc_read(&run->b[r], run->b_rd, &buf, 1);
 		store(&run->rounds_done, r + 1);
@@ -552,9 +437,7 @@ START_TEST(a_late_library_signal_never_cancels_the_next_call_of_the_same_thread)
 	run->a_rd = pa[0];
 	run->b_rd = pb[0];
 	for (int r = 0; r < STALE_ROUNDS; r++) {
-		ck_assert_int_eq(sc_token_init(&run->q[r], NULL), 0);
-		ck_assert_int_eq(sc_token_init(&run->p[r], &run->q[r]), 0);
-		ck_assert_int_eq(sc_token_init(&run->a[r], &run->p[r]), 0);
+		chain_init(&run->a[r]);
 		ck_assert_int_eq(sc_token_init(&run->b[r], NULL), 0);
 	}
 	ck_assert_int_eq(pthread_create(&worker, NULL, stale_worker, run), 0);
@@ -562,9 +445,9 @@ START_TEST(a_late_library_signal_never_cancels_the_next_call_of_the_same_thread)
 	for (int r = 0; r < STALE_ROUNDS; r++) {
 		wait_at_least(&run->phase, 2 * r + 1, "worker reads under a");
 		wait_blocked(run->tid);
-		ck_assert_int_eq(sc_cancel(&run->a[r]), 0);
-		ck_assert_int_eq(sc_cancel(&run->p[r]), 0);
-		ck_assert_int_eq(sc_cancel(&run->q[r]), 0);
+		ck_assert_int_eq(sc_cancel(&run->a[r].leaf), 0);
+		ck_assert_int_eq(sc_cancel(&run->a[r].mid), 0);
+		ck_assert_int_eq(sc_cancel(&run->a[r].root), 0);
 		wait_at_least(&run->phase, 2 * r + 2, "worker reads under b");
 		wait_blocked(run->tid);
 		ck_assert_int_eq(write(pb[1], "b", 1), 1);
@@ -579,16 +462,12 @@ START_TEST(a_late_library_signal_never_cancels_the_next_call_of_the_same_thread)
 	}
 	join_within(worker, PROMPT_NS, "worker");
 	for (int r = 0; r < STALE_ROUNDS; r++) {
-		ck_assert_int_eq(sc_token_destroy(&run->a[r]), 0);
-		ck_assert_int_eq(sc_token_destroy(&run->p[r]), 0);
-		ck_assert_int_eq(sc_token_destroy(&run->q[r]), 0);
+		chain_destroy(&run->a[r]);
 		ck_assert_int_eq(sc_token_destroy(&run->b[r]), 0);
 	}
 	free(run);
-	close(pa[0]);
-	close(pa[1]);
-	close(pb[0]);
-	close(pb[1]);
+	close_pipe(pa);
+	close_pipe(pb);
 }
 END_TEST
 
@@ -599,14 +478,13 @@ END_TEST
 #define OUTLIVED_DEADLINE_MS 50
 
 struct then_sleep {
-	char buf[READ_LEN];
 	int sleep_ret, sleep_errno;
 };
 
 static sc_result read_then_sleep_call(struct bg_call *c)
 {
 	struct then_sleep *t = c->arg;
-	sc_result r = sc_read(c->tok, c->fd, t->buf, READ_LEN);
+	sc_result r = bg_read(c);
 
 	t->sleep_ret = poll(NULL, 0, 3 * OUTLIVED_DEADLINE_MS);
 	t->sleep_errno = errno;
@@ -618,18 +496,16 @@ START_TEST(a_deadline_outlived_by_its_call_never_fires_into_application_code)
 {
 	struct then_sleep t;
 	sc_token tok;
-	int p[2];
 	struct bg_call c = { .fn = read_then_sleep_call, .tok = &tok, .arg = &t };
 
-	make_pipe(p);
-	c.fd = p[0];
+	bg_pipe(&c);
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
 	ck_assert_int_eq(sc_token_set_timeout(&tok, OUTLIVED_DEADLINE_MS * MS_NS), 0);
 	bg_start_blocked(&c);
 	if (_i == 0)
 		ck_assert_int_eq(sc_cancel(&tok), 0);
 	else
-		ck_assert_int_eq(write(p[1], "x", 1), 1);
+		ck_assert_int_eq(write(c.peer, "x", 1), 1);
 	sc_result r = bg_join(&c);
 
 	if (_i == 0)
@@ -639,14 +515,13 @@ START_TEST(a_deadline_outlived_by_its_call_never_fires_into_application_code)
 	ck_assert_msg(t.sleep_ret == 0, "the sleep after the call failed: %s",
 		      strerror(t.sleep_errno));
 	ck_assert_int_eq(sc_token_destroy(&tok), 0);
-	close(p[0]);
-	close(p[1]);
+	bg_close_pipe(&c);
 }
 END_TEST
 
 /* An application handler that holds its thread until the main thread says go. */
 enum { NESTED_IDLE, NESTED_IN_HANDLER, NESTED_GO };
-static int nested_state;
+static long nested_state;
 
 static void hold_until_go(int sig)
 {
@@ -663,35 +538,29 @@ static void hold_until_go(int sig)
 /* _i: bit 0 SA_RESTART, bit 1 the library's signal blocked while the handler runs. */
 START_TEST(cancel_landing_during_an_application_handler_still_cancels_the_read)
 {
-	char buf[READ_LEN];
+	struct bg_call c;
 	sc_token tok;
 	sigset_t mask;
-	int p[2];
-	struct bg_call c = { .fn = read_call, .tok = &tok, .arg = buf };
 
 	sigemptyset(&mask);
 	if (_i & 2)
 		sigaddset(&mask, sc_signal_number());
-	install(SIGUSR2, hold_until_go, _i & 1 ? SA_RESTART : 0, &mask);
-	make_pipe(p);
-	c.fd = p[0];
+	install_handler(SIGUSR2, hold_until_go, _i & 1 ? SA_RESTART : 0, &mask);
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
-	bg_start_blocked(&c);
+	bg_read_blocked(&c, &tok);
 	ck_assert_int_eq(pthread_kill(c.thread, SIGUSR2), 0);
 	wait_at_least(&nested_state, NESTED_IN_HANDLER, "application handler starts");
 	ck_assert_int_eq(sc_cancel(&tok), 0);
 	store(&nested_state, NESTED_GO);
 	assert_cancelled(bg_join(&c));
 	ck_assert_int_eq(sc_token_destroy(&tok), 0);
-	close(p[0]);
-	close(p[1]);
+	bg_close_pipe(&c);
 }
 END_TEST
 
 /* The library's default signal, found in a child so this process stays uninitialised. */
 static int default_signal(void)
 {
-	int st;
 	pid_t pid = fork();
 
 	ck_assert_int_ge(pid, 0);
@@ -700,7 +569,8 @@ static int default_signal(void)
 		int s = sc_signal_number();
 		_exit(s > 0 && s < 255 ? s : 255);
 	}
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	int st = wait_child(pid);
+
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 255);
 	return WEXITSTATUS(st);
 }
@@ -708,88 +578,65 @@ static int default_signal(void)
 /* _i 0: the application takes the signal it then asks for; 1: it takes the default. */
 START_TEST(an_application_handler_on_the_library_signal_makes_sc_init_fail_with_ebusy)
 {
-	struct sigaction old;
-
 	unsetenv("SYSCANCEL_SIGNAL");
 	int taken = _i == 0 ? SIGRTMIN + 3 : default_signal();
 	sc_config cfg = { .signo = _i == 0 ? taken : 0 };
 
-	install(taken, count_signal, 0, NULL);
+	install_handler(taken, count_signal, 0, NULL);
 	ck_assert_int_eq(sc_init(&cfg), EBUSY);
-	ck_assert_int_eq(sigaction(taken, NULL, &old), 0);
-	ck_assert_msg(old.sa_handler == count_signal && !(old.sa_flags & SA_SIGINFO),
-		      "the library replaced the application's handler on signal %d", taken);
+	assert_handler(taken, count_signal);	/* the library left the application's alone */
 	ck_assert_int_ne(sc_signal_number(), taken);
 }
 END_TEST
 
 START_TEST(syscancel_signal_environment_variable_selects_the_signal)
 {
-	char buf[READ_LEN], num[16];
-	struct sigaction sa;
+	char num[16];
+	struct bg_call c;
 	sc_token tok;
-	int p[2];
-	struct bg_call c = { .fn = read_call, .tok = &tok, .arg = buf };
 	int def = default_signal();
 	int want = def == SIGRTMAX - 2 ? SIGRTMAX - 3 : SIGRTMAX - 2;
 
 	snprintf(num, sizeof(num), "%d", want);
 	ck_assert_int_eq(setenv("SYSCANCEL_SIGNAL", num, 1), 0);
 	ck_assert_int_eq(sc_signal_number(), want);
-	ck_assert_int_eq(sigaction(want, NULL, &sa), 0);
-	ck_assert(sa.sa_flags & SA_SIGINFO);
-	ck_assert_int_eq(sigaction(def, NULL, &sa), 0);
-	ck_assert_msg(sa.sa_handler == SIG_DFL, "the default signal %d was taken too", def);
+	assert_library_handles(want);
+	assert_handler(def, SIG_DFL);	/* the default signal was not taken too */
 
 	/* And cancels travel on it. */
-	make_pipe(p);
-	c.fd = p[0];
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
-	bg_start_blocked(&c);
+	bg_read_blocked(&c, &tok);
 	ck_assert_int_eq(sc_cancel(&tok), 0);
 	assert_cancelled(bg_join(&c));
 	ck_assert_int_eq(sc_token_destroy(&tok), 0);
-	close(p[0]);
-	close(p[1]);
+	bg_close_pipe(&c);
 }
 END_TEST
 
 int main(void)
 {
 	Suite *s = suite_create("signals");
-	TCase *tc = tcase_create("signals");
+	TCase *tc = add_tcase(s, "signals", 60, init_library);
+	/* These need a library that is not initialised yet. */
+	TCase *cfg = add_tcase(s, "configuration", 60, NULL);
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_checked_fixture(tc, init_library, NULL);
 	tcase_add_loop_test(tc, foreign_signals_at_a_blocked_read_neither_cancel_it_nor_leak_eintr,
-			    0, N_FOREIGN_FLAGS);
+			    0, ARRAY_SIZE(foreign_flags));
 	tcase_add_loop_test(tc, foreign_signals_neither_shorten_nor_stretch_a_sleep,
-			    0, N_FOREIGN_FLAGS);
+			    0, ARRAY_SIZE(foreign_flags));
 	tcase_add_loop_test(tc, sc_cancel_from_a_signal_handler_cancels_a_blocked_read,
-			    0, N_HANDLER_CANCELS);
+			    0, ARRAY_SIZE(handler_cancels));
 	tcase_add_test(tc, sc_cancel_interrupted_by_a_cancelling_handler_does_not_deadlock);
 	tcase_add_loop_test(tc, application_sleeps_between_calls_never_see_eintr_while_cancels_fly,
-			    0, N_I4_CANCELLERS);
+			    0, ARRAY_SIZE(i4_cancellers));
 	tcase_add_test(tc, a_late_library_signal_never_cancels_the_next_call_of_the_same_thread);
 	tcase_add_loop_test(tc, a_deadline_outlived_by_its_call_never_fires_into_application_code,
 			    0, 2);
 	tcase_add_loop_test(tc, cancel_landing_during_an_application_handler_still_cancels_the_read,
 			    0, 4);
-	suite_add_tcase(s, tc);
-
-	/* These need a library that is not initialised yet. */
-	TCase *cfg = tcase_create("configuration");
-
-	tcase_set_timeout(cfg, 60);
 	tcase_add_loop_test(cfg,
 			    an_application_handler_on_the_library_signal_makes_sc_init_fail_with_ebusy,
 			    0, 2);
 	tcase_add_test(cfg, syscancel_signal_environment_variable_selects_the_signal);
-	suite_add_tcase(s, cfg);
-
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s, CK_FORK_GETENV);
 }

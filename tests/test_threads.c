@@ -8,82 +8,11 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <syscancel.h>
 #include "helpers.h"
-
-#define READ_LEN 16
-
-/*
- * The library's one-time setup may sleep in the kernel (membarrier
- * registration waits for an RCU grace period), which wait_blocked() would
- * take for the call under test: do it up front, in every test's process.
- */
-static void init_library(void)
-{
-	ck_assert_int_eq(sc_init(&(sc_config){ 0 }), 0);
-}
-
-static long load(const long *p)
-{
-	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static void store(long *p, long v)
-{
-	__atomic_store_n(p, v, __ATOMIC_RELEASE);
-}
-
-static void add(long *p, long v)
-{
-	__atomic_add_fetch(p, v, __ATOMIC_RELAXED);
-}
-
-static uint32_t xorshift(uint32_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 17;
-	*s ^= *s << 5;
-	return *s;
-}
-
-static void spin_ns(int64_t ns)
-{
-	int64_t end = sc_now_ns() + ns;
-
-	while (sc_now_ns() < end)
-		;
-}
-
-static sc_result read_call(struct bg_call *c)
-{
-	return sc_read(c->tok, c->fd, c->arg, READ_LEN);
-}
-
-static void assert_cancelled(sc_result r, int who)
-{
-	ck_assert_msg(r.status == SC_CANCELLED && r.error == ECANCELED,
-		      "thread %d: expected SC_CANCELLED, got status %d error %d value %ld",
-		      who, r.status, r.error, r.value);
-}
-
-/* Join t, failing if it has not finished within ns. */
-static void join_within(pthread_t t, int64_t ns, const char *what)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);	/* pthread_timedjoin_np's clock */
-	ts.tv_sec += ns / SEC_NS;
-	ts.tv_nsec += ns % SEC_NS;
-	if (ts.tv_nsec >= SEC_NS) {
-		ts.tv_sec++;
-		ts.tv_nsec -= SEC_NS;
-	}
-	ck_assert_msg(pthread_timedjoin_np(t, NULL, &ts) == 0, "%s did not finish", what);
-}
 
 /*
  * Churn: short-lived threads each make a few calls under a child of the
@@ -199,16 +128,13 @@ START_TEST(threads_coming_and_going_under_cancels_never_see_a_stray_signal)
 	static struct churn ch;
 	static struct churn_job jobs[CHURN_PARALLEL];
 	pthread_t workers[CHURN_PARALLEL], canceller;
-	char by_buf[READ_LEN];
-	sc_token by_tok;
-	int empty[2], by_pipe[2];
-	struct bg_call bystander = { .fn = read_call, .tok = &by_tok, .arg = by_buf };
+	struct bg_call bystander, after;
+	sc_token by_tok, fresh;
+	int empty[2];
 
 	/* A bystander blocked under its own token all along must stay blocked. */
-	make_pipe(by_pipe);
-	bystander.fd = by_pipe[0];
 	ck_assert_int_eq(sc_token_init(&by_tok, NULL), 0);
-	bg_start_blocked(&bystander);
+	bg_read_blocked(&bystander, &by_tok);
 
 	make_pipe(empty);
 	ch.empty_rd = empty[0];
@@ -235,30 +161,23 @@ START_TEST(threads_coming_and_going_under_cancels_never_see_a_stray_signal)
 	ck_assert_int_ge(ch.cancelled, 100);
 	ck_assert_int_ge(ch.timedout, 10);
 
-	ck_assert_msg(!__atomic_load_n(&bystander.done, __ATOMIC_ACQUIRE),
-		      "the bystander returned: status %d error %d", bystander.res.status,
-		      bystander.res.error);
-	ck_assert_int_eq(write(by_pipe[1], "x", 1), 1);
-	sc_result r = bg_join(&bystander);
-	ck_assert_msg(r.status == SC_OK && r.value == 1, "bystander: status %d error %d",
-		      r.status, r.error);
+	ck_assert_msg(!bg_done(&bystander), "the bystander returned: status %d error %d",
+		      bystander.res.status, bystander.res.error);
+	ck_assert_int_eq(write(bystander.peer, "x", 1), 1);
+	assert_ok(bg_join(&bystander), 1);
 
 	/* After the churn, a new thread's call can still be cancelled. */
-	sc_token fresh;
-	struct bg_call after = { .fn = read_call, .tok = &fresh, .fd = empty[0], .arg = by_buf };
-
 	ck_assert_int_eq(sc_token_init(&fresh, NULL), 0);
-	bg_start_blocked(&after);
+	bg_read_blocked(&after, &fresh);
 	ck_assert_int_eq(sc_cancel(&fresh), 0);
-	assert_cancelled(bg_join(&after), 0);
+	assert_status(bg_join(&after), SC_CANCELLED, "the thread after the churn");
 	ck_assert_int_eq(sc_token_destroy(&fresh), 0);
 	ck_assert_int_eq(sc_token_destroy(&by_tok), 0);
 	for (long i = 0; i <= ch.newest; i++)
 		ck_assert_int_eq(sc_token_destroy(&ch.roots[i]), 0);
-	close(empty[0]);
-	close(empty[1]);
-	close(by_pipe[0]);
-	close(by_pipe[1]);
+	close_pipe(empty);
+	bg_close_pipe(&after);
+	bg_close_pipe(&bystander);
 }
 END_TEST
 
@@ -272,8 +191,6 @@ END_TEST
 
 struct fleet {
 	sc_token root, child[FLEET];
-	int pipes[FLEET][2];
-	char bufs[FLEET][READ_LEN];
 	struct bg_call calls[FLEET];
 };
 
@@ -282,10 +199,7 @@ static void fleet_start(struct fleet *f)
 	ck_assert_int_eq(sc_token_init(&f->root, NULL), 0);
 	for (int i = 0; i < FLEET; i++) {
 		ck_assert_int_eq(sc_token_init(&f->child[i], &f->root), 0);
-		make_pipe(f->pipes[i]);
-		f->calls[i] = (struct bg_call){ .fn = read_call, .tok = &f->child[i],
-						.fd = f->pipes[i][0], .arg = f->bufs[i] };
-		bg_start_blocked(&f->calls[i]);
+		bg_read_blocked(&f->calls[i], &f->child[i]);
 	}
 }
 
@@ -293,8 +207,7 @@ static void fleet_finish(struct fleet *f)
 {
 	for (int i = 0; i < FLEET; i++) {
 		ck_assert_int_eq(sc_token_destroy(&f->child[i]), 0);
-		close(f->pipes[i][0]);
-		close(f->pipes[i][1]);
+		bg_close_pipe(&f->calls[i]);
 	}
 	ck_assert_int_eq(sc_token_destroy(&f->root), 0);
 }
@@ -308,19 +221,18 @@ START_TEST(cancelling_a_root_releases_every_thread_blocked_under_it_round_after_
 
 		fleet_start(&f);
 		ck_assert_int_eq(sc_cancel(&f.child[lone]), 0);
-		assert_cancelled(bg_join(&f.calls[lone]), lone);
+		assert_status(bg_join(&f.calls[lone]), SC_CANCELLED, "thread %d", lone);
 		for (int i = 0; i < FLEET; i++) {
 			if (i == lone)
 				continue;
-			wait_blocked(f.calls[i].tid);
-			ck_assert_msg(!__atomic_load_n(&f.calls[i].done, __ATOMIC_ACQUIRE),
+			ck_assert_msg(bg_wait_blocked(&f.calls[i]),
 				      "round %d: thread %d returned when only %d was cancelled",
 				      round, i, lone);
 		}
 		ck_assert_int_eq(sc_cancel(&f.root), 0);
 		for (int i = 0; i < FLEET; i++)
 			if (i != lone)
-				assert_cancelled(bg_join(&f.calls[i]), i);
+				assert_status(bg_join(&f.calls[i]), SC_CANCELLED, "thread %d", i);
 		fleet_finish(&f);
 	}
 }
@@ -329,18 +241,10 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("threads");
-	TCase *tc = tcase_create("threads");
+	TCase *tc = add_tcase(s, "threads", 60, init_library);
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_checked_fixture(tc, init_library, NULL);
 	tcase_add_test(tc, threads_coming_and_going_under_cancels_never_see_a_stray_signal);
 	tcase_add_test(tc,
 		       cancelling_a_root_releases_every_thread_blocked_under_it_round_after_round);
-	suite_add_tcase(s, tc);
-
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s, CK_FORK_GETENV);
 }

@@ -2,28 +2,9 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <syscancel.h>
 #include "helpers.h"
-
-/*
- * The library's one-time setup may sleep in the kernel (membarrier
- * registration waits for an RCU grace period once threads exist), which
- * wait_blocked() would take for the call under test: do it up front.
- */
-static void init_library(void)
-{
-	ck_assert_int_eq(sc_init(&(sc_config){ 0 }), 0);
-}
-
-static sc_result read_one_byte(struct bg_call *c)
-{
-	char b;
-
-	return sc_read(c->tok, c->fd, &b, 1);
-}
 
 START_TEST(init_gives_a_live_token_that_destroys_cleanly)
 {
@@ -102,8 +83,7 @@ START_TEST(cancel_is_sticky_and_idempotent)
 	int p[2];
 	char b;
 
-	make_pipe(p);
-	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	make_pipe_with_byte(p);
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
 	ck_assert_int_eq(sc_cancel(&t), 0);
 	ck_assert_int_eq(sc_cancel(&t), 0);
@@ -111,16 +91,11 @@ START_TEST(cancel_is_sticky_and_idempotent)
 	ck_assert_int_eq(sc_token_cause(&t), ECANCELED);
 
 	/* Every later call under it is cancelled, even with data ready. */
-	for (int i = 0; i < 3; i++) {
-		sc_result r = sc_read(&t, p[0], &b, 1);
-
-		ck_assert_int_eq(r.status, SC_CANCELLED);
-		ck_assert_int_eq(r.error, ECANCELED);
-	}
+	for (int i = 0; i < 3; i++)
+		assert_cancelled(sc_read(&t, p[0], &b, 1));
 	ck_assert(sc_is_cancelled(&t));
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
-	close(p[0]);
-	close(p[1]);
+	close_pipe(p);
 }
 END_TEST
 
@@ -151,28 +126,25 @@ END_TEST
 
 START_TEST(token_cause_reads_nearest_cancelled_token_in_chain)
 {
-	sc_token root, mid, leaf, other;
+	struct token_chain ch;
+	sc_token other;
 
-	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
-	ck_assert_int_eq(sc_token_init(&mid, &root), 0);
-	ck_assert_int_eq(sc_token_init(&leaf, &mid), 0);
-	ck_assert_int_eq(sc_token_init(&other, &root), 0);
+	chain_init(&ch);
+	ck_assert_int_eq(sc_token_init(&other, &ch.root), 0);
 
-	ck_assert_int_eq(sc_cancel_cause(&mid, EPIPE), 0);
-	ck_assert_int_eq(sc_token_cause(&leaf), EPIPE);
-	ck_assert_int_eq(sc_token_cause(&root), 0);
+	ck_assert_int_eq(sc_cancel_cause(&ch.mid, EPIPE), 0);
+	ck_assert_int_eq(sc_token_cause(&ch.leaf), EPIPE);
+	ck_assert_int_eq(sc_token_cause(&ch.root), 0);
 	ck_assert_int_eq(sc_token_cause(&other), 0);
 
-	ck_assert_int_eq(sc_cancel_cause(&root, ESHUTDOWN), 0);
-	ck_assert_int_eq(sc_token_cause(&root), ESHUTDOWN);
+	ck_assert_int_eq(sc_cancel_cause(&ch.root, ESHUTDOWN), 0);
+	ck_assert_int_eq(sc_token_cause(&ch.root), ESHUTDOWN);
 	ck_assert_int_eq(sc_token_cause(&other), ESHUTDOWN);
-	ck_assert_int_eq(sc_token_cause(&mid), EPIPE);
-	ck_assert_int_eq(sc_token_cause(&leaf), EPIPE);
+	ck_assert_int_eq(sc_token_cause(&ch.mid), EPIPE);
+	ck_assert_int_eq(sc_token_cause(&ch.leaf), EPIPE);
 
 	ck_assert_int_eq(sc_token_destroy(&other), 0);
-	ck_assert_int_eq(sc_token_destroy(&leaf), 0);
-	ck_assert_int_eq(sc_token_destroy(&mid), 0);
-	ck_assert_int_eq(sc_token_destroy(&root), 0);
+	chain_destroy(&ch);
 }
 END_TEST
 
@@ -191,17 +163,14 @@ START_TEST(token_cause_is_ETIMEDOUT_once_deadline_passes)
 
 	/* Wait for the deadline by blocking under it. */
 	ck_assert_int_eq(sc_token_set_timeout(&root, 50 * MS_NS), 0);
-	sc_result r = sc_read(&child, p[0], &b, 1);
-
-	ck_assert_int_eq(r.status, SC_TIMEDOUT);
+	assert_status(sc_read(&child, p[0], &b, 1), SC_TIMEDOUT, "read under a passed deadline");
 	ck_assert_int_eq(sc_token_cause(&root), ETIMEDOUT);
 	ck_assert_int_eq(sc_token_cause(&child), ETIMEDOUT);
 	ck_assert(!sc_is_cancelled(&child));
 
 	ck_assert_int_eq(sc_token_destroy(&child), 0);
 	ck_assert_int_eq(sc_token_destroy(&root), 0);
-	close(p[0]);
-	close(p[1]);
+	close_pipe(p);
 }
 END_TEST
 
@@ -220,36 +189,32 @@ END_TEST
 
 START_TEST(effective_deadline_is_earliest_in_chain)
 {
-	sc_token root, mid, leaf;
+	struct token_chain ch;
 	int64_t now = sc_now_ns();
 	int64_t d_root = now + 100 * SEC_NS, d_mid = now + 50 * SEC_NS;
 	int64_t d_leaf = now + 200 * SEC_NS;
 
-	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
-	ck_assert_int_eq(sc_token_init(&mid, &root), 0);
-	ck_assert_int_eq(sc_token_init(&leaf, &mid), 0);
-	ck_assert(sc_token_deadline(&leaf) == SC_NO_DEADLINE);
+	chain_init(&ch);
+	ck_assert(sc_token_deadline(&ch.leaf) == SC_NO_DEADLINE);
 
-	ck_assert_int_eq(sc_token_set_deadline(&root, d_root), 0);
-	ck_assert_int_eq(sc_token_deadline(&leaf), d_root);
-	ck_assert_int_eq(sc_token_set_deadline(&mid, d_mid), 0);
-	ck_assert_int_eq(sc_token_set_deadline(&leaf, d_leaf), 0);
-	ck_assert_int_eq(sc_token_deadline(&root), d_root);
-	ck_assert_int_eq(sc_token_deadline(&mid), d_mid);
-	ck_assert_int_eq(sc_token_deadline(&leaf), d_mid);
+	ck_assert_int_eq(sc_token_set_deadline(&ch.root, d_root), 0);
+	ck_assert_int_eq(sc_token_deadline(&ch.leaf), d_root);
+	ck_assert_int_eq(sc_token_set_deadline(&ch.mid, d_mid), 0);
+	ck_assert_int_eq(sc_token_set_deadline(&ch.leaf, d_leaf), 0);
+	ck_assert_int_eq(sc_token_deadline(&ch.root), d_root);
+	ck_assert_int_eq(sc_token_deadline(&ch.mid), d_mid);
+	ck_assert_int_eq(sc_token_deadline(&ch.leaf), d_mid);
 
 	/* Moving an ancestor's deadline earlier moves the descendants'. */
-	ck_assert_int_eq(sc_token_set_deadline(&root, now + 10 * SEC_NS), 0);
-	ck_assert_int_eq(sc_token_deadline(&leaf), now + 10 * SEC_NS);
+	ck_assert_int_eq(sc_token_set_deadline(&ch.root, now + 10 * SEC_NS), 0);
+	ck_assert_int_eq(sc_token_deadline(&ch.leaf), now + 10 * SEC_NS);
 
-	ck_assert_int_eq(sc_token_set_deadline(&root, SC_NO_DEADLINE), 0);
-	ck_assert_int_eq(sc_token_set_deadline(&mid, SC_NO_DEADLINE), 0);
-	ck_assert_int_eq(sc_token_deadline(&root), SC_NO_DEADLINE);
-	ck_assert_int_eq(sc_token_deadline(&leaf), d_leaf);
+	ck_assert_int_eq(sc_token_set_deadline(&ch.root, SC_NO_DEADLINE), 0);
+	ck_assert_int_eq(sc_token_set_deadline(&ch.mid, SC_NO_DEADLINE), 0);
+	ck_assert_int_eq(sc_token_deadline(&ch.root), SC_NO_DEADLINE);
+	ck_assert_int_eq(sc_token_deadline(&ch.leaf), d_leaf);
 
-	ck_assert_int_eq(sc_token_destroy(&leaf), 0);
-	ck_assert_int_eq(sc_token_destroy(&mid), 0);
-	ck_assert_int_eq(sc_token_destroy(&root), 0);
+	chain_destroy(&ch);
 }
 END_TEST
 
@@ -323,23 +288,17 @@ END_TEST
 
 START_TEST(destroy_while_call_blocks_on_token_is_busy)
 {
+	struct bg_call c;
 	sc_token t;
-	int p[2];
-	struct bg_call c = { .fn = read_one_byte, .tok = &t };
 
-	make_pipe(p);
-	c.fd = p[0];
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
-	bg_start_blocked(&c);
+	bg_read_blocked(&c, &t);
 
 	ck_assert_int_eq(sc_token_destroy(&t), EBUSY);
 	ck_assert_int_eq(sc_cancel(&t), 0);
-	sc_result r = bg_join(&c);
-
-	ck_assert_int_eq(r.status, SC_CANCELLED);
+	assert_cancelled(bg_join(&c));
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
-	close(p[0]);
-	close(p[1]);
+	bg_close_pipe(&c);
 }
 END_TEST
 
@@ -349,17 +308,12 @@ START_TEST(destroy_after_completed_call_succeeds)
 	int p[2];
 	char b;
 
-	make_pipe(p);
-	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	make_pipe_with_byte(p);
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
-	sc_result r = sc_read(&t, p[0], &b, 1);
-
-	ck_assert_int_eq(r.status, SC_OK);
-	r = sc_read(&t, p[1], &b, 1);	/* the write end: EBADF */
-	ck_assert_int_eq(r.status, SC_ERROR);
+	assert_ok(sc_read(&t, p[0], &b, 1), 1);
+	assert_error(sc_read(&t, p[1], &b, 1), EBADF);	/* the write end */
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
-	close(p[0]);
-	close(p[1]);
+	close_pipe(p);
 }
 END_TEST
 
@@ -379,29 +333,21 @@ START_TEST(call_with_destroyed_token_is_EINVAL_and_has_no_effect)
 	int p[2];
 	char b;
 
-	make_pipe(p);
-	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	make_pipe_with_byte(p);
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
 
-	sc_result r = sc_read(&t, p[0], &b, 1);
-
-	ck_assert_int_eq(r.status, SC_ERROR);
-	ck_assert_int_eq(r.error, EINVAL);
-	ck_assert_int_eq(read(p[0], &b, 1), 1);
-	ck_assert_int_eq(b, 'x');
-	close(p[0]);
-	close(p[1]);
+	assert_error(sc_read(&t, p[0], &b, 1), EINVAL);
+	assert_byte_still_readable(p[0]);
+	close_pipe(p);
 }
 END_TEST
 
-static Suite *tokens_suite(void)
+int main(void)
 {
 	Suite *s = suite_create("tokens");
-	TCase *tc = tcase_create("tokens");
+	TCase *tc = add_tcase(s, "tokens", 30, init_library);
 
-	tcase_set_timeout(tc, 30);
-	tcase_add_checked_fixture(tc, init_library, NULL);
 	tcase_add_test(tc, init_gives_a_live_token_that_destroys_cleanly);
 	tcase_add_test(tc, destroyed_token_can_be_initialised_again);
 	tcase_add_test(tc, child_of_cancelled_parent_starts_cancelled);
@@ -421,17 +367,5 @@ static Suite *tokens_suite(void)
 	tcase_add_test(tc, destroy_after_completed_call_succeeds);
 	tcase_add_test(tc, double_destroy_is_EINVAL);
 	tcase_add_test(tc, call_with_destroyed_token_is_EINVAL_and_has_no_effect);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(tokens_suite());
-
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s, CK_FORK_GETENV);
 }
