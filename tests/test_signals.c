@@ -558,6 +558,54 @@ START_TEST(cancel_landing_during_an_application_handler_still_cancels_the_read)
 }
 END_TEST
 
+/* Signals queued for this user, from the SigQ line of /proc/self/status. */
+static long signals_queued(void)
+{
+	char line[128];
+	long queued = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigQ: %ld/", &queued) == 1)
+			break;
+	fclose(f);
+	ck_assert_int_ge(queued, 0);
+	return queued;
+}
+
+/*
+ * While the call cannot take the signal (an application handler holds the
+ * thread with the library's signal masked), cancelling it again and again
+ * must not pile up real-time signals until the queue is full.
+ */
+START_TEST(repeated_cancels_of_a_call_that_cannot_take_the_signal_queue_one_signal)
+{
+	struct bg_call c;
+	sc_token tok;
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, sc_signal_number());
+	install_handler(SIGUSR2, hold_until_go, SA_RESTART, &mask);
+	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
+	bg_read_blocked(&c, &tok);
+	ck_assert_int_eq(pthread_kill(c.thread, SIGUSR2), 0);
+	wait_at_least(&nested_state, NESTED_IN_HANDLER, "application handler starts");
+
+	long before = signals_queued();
+	for (int i = 0; i < 10000; i++)
+		ck_assert_int_eq(sc_cancel(&tok), 0);
+	long piled = signals_queued() - before;
+
+	store(&nested_state, NESTED_GO);
+	assert_cancelled(bg_join(&c));
+	ck_assert_msg(piled < 100, "10000 cancels queued %ld signals", piled);
+	ck_assert_int_eq(sc_token_destroy(&tok), 0);
+	bg_close_pipe(&c);
+}
+END_TEST
+
 /* The library's default signal, found in a child so this process stays uninitialised. */
 static int default_signal(void)
 {
@@ -634,6 +682,7 @@ int main(void)
 			    0, 2);
 	tcase_add_loop_test(tc, cancel_landing_during_an_application_handler_still_cancels_the_read,
 			    0, 4);
+	tcase_add_test(tc, repeated_cancels_of_a_call_that_cannot_take_the_signal_queue_one_signal);
 	tcase_add_loop_test(cfg,
 			    an_application_handler_on_the_library_signal_makes_sc_init_fail_with_ebusy,
 			    0, 2);
