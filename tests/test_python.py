@@ -1,0 +1,190 @@
+"""Tests of the Python binding (python/syscancel.py); run by tests/python.sh.
+
+The cancel tests also check that foreign calls release the GIL: were it
+held, the main thread could not run while the reader blocks, and the
+watchdog below would end the run with a traceback.
+"""
+
+import errno
+import faulthandler
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+
+import syscancel
+
+BOUND = 10.0        # seconds: generous bound for anything that should be quick
+
+
+class Call(threading.Thread):
+    """Runs fn(*args) in a thread; keeps its result or exception."""
+
+    def __init__(self, fn, *args):
+        super().__init__(daemon=True)
+        self.fn, self.args = fn, args
+        self.result = self.error = None
+
+    def run(self):
+        try:
+            self.result = self.fn(*self.args)
+        except BaseException as e:
+            self.error = e
+
+
+def wait_blocked(thread, fd=None):
+    """Wait until thread sleeps in the kernel (in a call on fd, if given).
+
+    State 'S' alone could also be a wait for the GIL, so when
+    /proc/.../syscall is readable its first argument must be fd.
+    """
+    task = "/proc/self/task/%d/" % thread.native_id
+    end = time.monotonic() + BOUND
+    while time.monotonic() < end:
+        with open(task + "stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state == "S":
+            if fd is None:
+                return
+            try:
+                with open(task + "syscall") as f:
+                    args = f.read().split()
+            except OSError:
+                return
+            if len(args) > 1 and args[1] == hex(fd):
+                return
+        time.sleep(0.001)
+    raise AssertionError("thread %d never blocked" % thread.native_id)
+
+
+class TestPython(unittest.TestCase):
+    def setUp(self):
+        self.r, self.w = os.pipe()
+
+    def tearDown(self):
+        os.close(self.r)
+        os.close(self.w)
+
+    def start_blocked(self, fn, *args, fd=None):
+        call = Call(fn, *args)
+        call.start()
+        wait_blocked(call, fd)
+        return call
+
+    def finish(self, call):
+        call.join(BOUND)
+        self.assertFalse(call.is_alive(), "call did not return")
+        return call.error
+
+    def test_cancel_blocked_read(self):
+        with syscancel.Token() as tok:
+            call = self.start_blocked(syscancel.read, self.r, 16, tok,
+                                      fd=self.r)
+            t0 = time.monotonic()
+            tok.cancel()
+            err = self.finish(call)
+            self.assertLess(time.monotonic() - t0, 1.0)
+            self.assertIsInstance(err, syscancel.Cancelled)
+            self.assertEqual(err.errno, errno.ECANCELED)
+            self.assertTrue(tok.is_cancelled())
+            # Nothing was consumed; the cancel is sticky and has no effect.
+            os.write(self.w, b"x")
+            with self.assertRaises(syscancel.Cancelled):
+                syscancel.read(self.r, 16, tok)
+        self.assertEqual(syscancel.read(self.r, 16), b"x")
+
+    def test_cancel_blocked_recv(self):
+        a, b = socket.socketpair()
+        with a, b, syscancel.Token() as tok:
+            call = self.start_blocked(syscancel.recv, a, 16, 0, tok,
+                                      fd=a.fileno())
+            tok.cancel()
+            self.assertIsInstance(self.finish(call), syscancel.Cancelled)
+            self.assertEqual(syscancel.send(b, b"ping"), 4)
+            self.assertEqual(syscancel.recv(a, 16), b"ping")
+
+    def test_timeout(self):
+        with syscancel.Token(timeout=0.1) as tok:
+            t0 = time.monotonic()
+            with self.assertRaises(syscancel.TimedOut) as cm:
+                syscancel.read(self.r, 16, tok)
+            elapsed = time.monotonic() - t0
+        self.assertIsInstance(cm.exception, TimeoutError)
+        self.assertEqual(cm.exception.errno, errno.ETIMEDOUT)
+        self.assertGreaterEqual(elapsed, 0.09)
+        self.assertLess(elapsed, BOUND)
+
+    def test_normal_read(self):
+        with syscancel.Token(timeout=BOUND) as tok:
+            self.assertEqual(syscancel.write(self.w, b"hello", tok), 5)
+            self.assertEqual(syscancel.read(self.r, 16, tok), b"hello")
+            syscancel.sleep(0.001, tok)
+
+    def test_cause(self):
+        with syscancel.Token() as tok:
+            call = self.start_blocked(syscancel.read, self.r, 1, tok,
+                                      fd=self.r)
+            tok.cancel(errno.ESHUTDOWN)
+            err = self.finish(call)
+            self.assertIsInstance(err, syscancel.Cancelled)
+            self.assertEqual(err.cause, errno.ESHUTDOWN)
+            tok.cancel(errno.EPIPE)         # the first cause wins
+            self.assertEqual(tok.cause(), errno.ESHUTDOWN)
+            with syscancel.Token(tok) as child:
+                self.assertTrue(child.is_cancelled())
+                self.assertEqual(child.cause(), errno.ESHUTDOWN)
+
+    def test_bad_fd(self):
+        with self.assertRaises(OSError) as cm:
+            syscancel.read(-1, 1, syscancel.Token())
+        self.assertEqual(cm.exception.errno, errno.EBADF)
+        self.assertNotIsInstance(cm.exception, syscancel.Cancelled)
+
+    def test_destroy_in_use(self):
+        tok = syscancel.Token()
+        call = self.start_blocked(syscancel.read, self.r, 1, tok, fd=self.r)
+        with self.assertRaises(OSError) as cm:
+            tok.close()
+        self.assertEqual(cm.exception.errno, errno.EBUSY)
+        tok.cancel()
+        self.assertIsInstance(self.finish(call), syscancel.Cancelled)
+        child = syscancel.Token(tok)
+        with self.assertRaises(OSError) as cm:
+            tok.close()
+        self.assertEqual(cm.exception.errno, errno.EBUSY)
+        child.close()
+        tok.close()
+        tok.close()                         # idempotent
+
+    def test_token_api(self):
+        with syscancel.Token() as tok:
+            self.assertIsNone(tok.deadline())
+            dl = syscancel.now_ns() + 10**9
+            tok.set_deadline_ns(dl)
+            self.assertEqual(tok.deadline(), dl)
+            with syscancel.Token(tok, timeout=100) as child:
+                self.assertEqual(child.deadline(), dl)
+            tok.set_timeout(None)
+            self.assertIsNone(tok.deadline())
+            with self.assertRaises(OSError) as cm:
+                tok.set_timeout(-1)
+            self.assertEqual(cm.exception.errno, errno.EINVAL)
+            with self.assertRaises(TypeError):
+                syscancel.read(self.r, 1, token=object())
+
+
+def main():
+    faulthandler.dump_traceback_later(120, exit=True)
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(TestPython)
+    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
+    failed = (len(result.failures) + len(result.errors)
+              + len(result.unexpectedSuccesses))
+    passed = result.testsRun - failed - len(result.skipped)
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
