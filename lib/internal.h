@@ -8,7 +8,10 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdint.h>
+/* The public API is all the library exports; everything else is hidden. */
+#pragma GCC visibility push(default)
 #include <syscancel.h>
+#pragma GCC visibility pop
 
 #define SC_HIDDEN __attribute__((visibility("hidden")))
 #define likely(x) __builtin_expect(!!(x), 1)

@@ -1,0 +1,37 @@
+#!/bin/sh
+# make install puts the header, the libraries, the .pc file, the man pages
+# and syscancel-bench in DESTDIR and nothing else; the examples build and run
+# against that install with pkg-config alone, outside the source tree, shared
+# and static; make uninstall removes every file again.
+set -eu
+dest=$(mktemp -d)
+trap 'rm -rf "$dest"' EXIT
+fail() { echo "$*"; exit 1; }
+
+$MAKE -s install DESTDIR="$dest/root" >/dev/null 2>&1 || fail "make install failed"
+find "$dest/root" -type f -o -type l | sed "s|^$dest/root||" | sort >"$dest/files"
+unexpected=$(grep -v -E '/include/syscancel\.h$|/lib[^/]*/libsyscancel\.(so|so\.[0-9.]+|a|la)$|/pkgconfig/syscancel\.pc$|/man3/sc_[a-z_]+\.3$|/man7/syscancel\.7$|/bin/syscancel-bench$' "$dest/files" || true)
+[ -z "$unexpected" ] || fail "installed but not expected: $unexpected"
+pages=$(grep -c '/man3/' "$dest/files" || true)
+[ "$pages" -eq "$(ls "$srcdir"/doc/*.3 | wc -l)" ] || fail "$pages man pages installed"
+for f in include/syscancel.h pkgconfig/syscancel.pc man7/syscancel.7 bin/syscancel-bench; do
+	grep -q "/$f\$" "$dest/files" || fail "$f not installed"
+done
+
+pcdir=$(dirname "$(grep '/syscancel\.pc$' "$dest/files")")
+export PKG_CONFIG_PATH="$dest/root$pcdir"
+pc() { pkg-config --define-prefix "$@" syscancel; }
+libdir=$(pc --variable=libdir)
+static_libs=$(pc --static --libs | sed 's/-lsyscancel//')
+for ex in timeout-read pool-shutdown cancel-library-call; do
+	cc -std=gnu11 $(pc --cflags) -o "$dest/$ex" "$srcdir/examples/$ex.c" $(pc --libs)
+	LD_LIBRARY_PATH="$libdir" "$dest/$ex" >/dev/null || fail "$ex (shared) failed"
+	cc -std=gnu11 $(pc --cflags) -o "$dest/$ex-static" "$srcdir/examples/$ex.c" \
+		-Wl,-Bstatic -lsyscancel -Wl,-Bdynamic -L"$libdir" $static_libs
+	"$dest/$ex-static" >/dev/null || fail "$ex (static) failed"
+done
+
+$MAKE -s uninstall DESTDIR="$dest/root" >/dev/null
+left=$(find "$dest/root" -type f -o -type l)
+[ -z "$left" ] || fail "left after uninstall: $left"
+echo "$(wc -l <"$dest/files") files installed and removed; 3 examples built shared and static"
