@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,8 +70,13 @@ static int check_chain(struct sc_slot *s, const sc_token *tok, sc_result *r)
 {
 	int64_t dl;
 
+	int st;
+
 	sc_chain_mark((sc_token *)tok, load_relaxed(&s->tid));
-	switch (sc_chain_check(tok, &dl)) {
+	/* A token being destroyed: its destroy sees this call and gives up, or the token dies. */
+	while ((st = sc_chain_check(tok, &dl)) == SC_CHAIN_DYING)
+		sched_yield();
+	switch (st) {
 	case SC_CHAIN_CANCELLED:
 		*r = cancelled;
 		return 1;

@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -87,6 +88,26 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 	if (s && carries_pin(si))
 		drop_signal_pin(s);
 	errno = saved_errno;
+}
+
+/*
+ * A call that ends waits for the signals sent to it.  If the application
+ * blocked the library's signal meanwhile, let the pending ones land now; if
+ * it replaced the handler, they will never be counted: stop waiting for them.
+ */
+void sc_signal_unstick(struct sc_slot *s)
+{
+	struct sigaction cur;
+	sigset_t set, old;
+
+	sigemptyset(&set);
+	sigaddset(&set, sc_g.signo);
+	if (!pthread_sigmask(SIG_UNBLOCK, &set, &old))
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (sigaction(sc_g.signo, NULL, &cur) || cur.sa_sigaction == on_signal)
+		return;
+	for (uint32_t n = __atomic_exchange_n(&s->signal_pins, 0, __ATOMIC_ACQ_REL); n; n--)
+		sc_slot_unpin(s);
 }
 
 int sc_handler_install(int signo)

@@ -91,7 +91,7 @@ void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg) SC_HIDDEN
    thread whose calls did, or SC_TOK_SHARED */
 #define SC_TOK_SHARED (-1)
 void sc_chain_mark(sc_token *tok, int tid) SC_HIDDEN;
-enum { SC_CHAIN_LIVE, SC_CHAIN_CANCELLED, SC_CHAIN_INVALID };
+enum { SC_CHAIN_LIVE, SC_CHAIN_DYING, SC_CHAIN_CANCELLED, SC_CHAIN_INVALID };
 int sc_chain_check(const sc_token *tok, int64_t *deadline) SC_HIDDEN;
 int sc_chain_contains(const sc_token *tok, const sc_token *ancestor) SC_HIDDEN;
 
@@ -105,6 +105,7 @@ int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
 /* handler.c */
 int sc_handler_install(int signo) SC_HIDDEN;
 int sc_send_cancel(struct sc_slot *s, uint64_t call) SC_HIDDEN;
+void sc_signal_unstick(struct sc_slot *s) SC_HIDDEN;
 
 /* the stub, lib/arch/<arch>/: the syscall nr with its six arguments */
 long sc_stub_enter(struct sc_slot *s, long nr, long a1, long a2, long a3,

@@ -12,6 +12,7 @@
 #include <linux/membarrier.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -163,10 +164,14 @@ static void wait_unpinned(struct sc_slot *s)
 {
 	uint32_t pins;
 
+	const struct timespec patience = { 0, 50000000 };
+
 	store_relaxed(&s->exit_waiting, 1);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	while ((pins = load_acquire(&s->pins)))
-		syscall(SYS_futex, &s->pins, FUTEX_WAIT_PRIVATE, pins, NULL, NULL, 0);
+		if (syscall(SYS_futex, &s->pins, FUTEX_WAIT_PRIVATE, pins, &patience,
+			    NULL, 0) && errno == ETIMEDOUT)
+			sc_signal_unstick(s);
 	store_relaxed(&s->exit_waiting, 0);
 	/* A signal sent while we were pinned may be pending: take it now, harmlessly. */
 	syscall(SYS_getppid);

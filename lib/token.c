@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <time.h>
 
 static int state_of(const sc_token *tok)
@@ -10,9 +11,20 @@ static int state_of(const sc_token *tok)
 	return load_acquire(&tok->priv_state);
 }
 
+/* Initialised and not destroyed; a token whose destroy is deciding still counts. */
 static int is_live(const sc_token *tok)
 {
-	return tok && (state_of(tok) & ~SC_TOK_CANCELLED) == SC_TOK_LIVE;
+	return tok && (state_of(tok) & ~SC_TOK_FLAGS) == SC_TOK_LIVE;
+}
+
+/* Waits out a destroy in progress: it ends within one registry walk. */
+static int settled_state(const sc_token *tok)
+{
+	int st;
+
+	while ((st = state_of(tok)) & SC_TOK_DYING)
+		sched_yield();
+	return st;
 }
 
 int64_t sc_now_ns(void)
@@ -27,19 +39,21 @@ int64_t sc_now_ns(void)
 int sc_chain_check(const sc_token *tok, int64_t *deadline)
 {
 	int64_t dl = SC_NO_DEADLINE;
+	int dying = 0;
 
 	for (const sc_token *t = tok; t; t = t->priv_parent) {
 		int st = state_of(t);
-		if (unlikely((st & ~SC_TOK_CANCELLED) != SC_TOK_LIVE))
+		if (unlikely((st & ~SC_TOK_FLAGS) != SC_TOK_LIVE))
 			return SC_CHAIN_INVALID;
 		if (st & SC_TOK_CANCELLED)
 			return SC_CHAIN_CANCELLED;
+		dying |= st & SC_TOK_DYING;
 		int64_t d = load_relaxed(&t->priv_deadline);
 		if (d < dl)
 			dl = d;
 	}
 	*deadline = dl;
-	return SC_CHAIN_LIVE;
+	return dying ? SC_CHAIN_DYING : SC_CHAIN_LIVE;
 }
 
 int sc_chain_contains(const sc_token *tok, const sc_token *ancestor)
@@ -86,7 +100,7 @@ int sc_token_init(sc_token *tok, sc_token *parent)
 		return EINVAL;
 	if (parent) {
 		__atomic_fetch_add(&parent->priv_children, 1, __ATOMIC_SEQ_CST);
-		if (!is_live(parent)) {
+		if ((settled_state(parent) & ~SC_TOK_FLAGS) != SC_TOK_LIVE) {
 			__atomic_fetch_sub(&parent->priv_children, 1, __ATOMIC_SEQ_CST);
 			return EINVAL;
 		}
@@ -123,7 +137,7 @@ int sc_token_destroy(sc_token *tok)
 	do {
 		if (!tok)
 			return EINVAL;
-		st = state_of(tok);
+		st = settled_state(tok);
 		if ((st & ~SC_TOK_CANCELLED) != SC_TOK_LIVE)
 			return EINVAL;
 	} while (!__atomic_compare_exchange_n(&tok->priv_state, &st, st | SC_TOK_DYING, false,
@@ -143,7 +157,7 @@ static int lower_call_deadline(struct sc_slot *s, void *arg)
 	(void)arg;
 	int64_t dl;
 
-	if (sc_chain_check(load_relaxed(&s->tok), &dl) == SC_CHAIN_LIVE)
+	if (sc_chain_check(load_relaxed(&s->tok), &dl) != SC_CHAIN_INVALID)
 		sc_deadline_lower(s, dl);
 	return 0;
 }

@@ -558,6 +558,46 @@ START_TEST(cancel_landing_during_an_application_handler_still_cancels_the_read)
 }
 END_TEST
 
+/* A thread that makes one call, then blocks the library's signal and makes another. */
+static sc_result read_with_library_signal_blocked(struct bg_call *c)
+{
+	sigset_t set, now;
+
+	sigemptyset(&set);
+	sigaddset(&set, sc_signal_number());
+	assert_ok(sc_sleep(NULL, 0), 0);	/* the first call unblocks it */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	sc_result r = sc_read(c->tok, c->fd, c->buf, 1);
+	pthread_sigmask(SIG_BLOCK, NULL, &now);
+	*(int *)c->arg = sigismember(&now, sc_signal_number());
+	return r;
+}
+
+/*
+ * The application must not block the library's signal, but if it does, a
+ * cancel cannot wake the call; once the syscall completes anyway the call
+ * still returns its result instead of waiting forever for the signal it was
+ * sent, and the application's mask is left as it was.
+ */
+START_TEST(a_call_whose_thread_blocks_the_library_signal_still_returns)
+{
+	int still_blocked = 0;
+	struct bg_call c = { .fn = read_with_library_signal_blocked, .arg = &still_blocked };
+	sc_token tok;
+
+	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
+	c.tok = &tok;
+	bg_pipe(&c);
+	bg_start_blocked(&c);
+	ck_assert_int_eq(sc_cancel(&tok), 0);
+	ck_assert_int_eq(write(c.peer, "x", 1), 1);
+	assert_ok(bg_join(&c), 1);
+	ck_assert_int_eq(still_blocked, 1);
+	ck_assert_int_eq(sc_token_destroy(&tok), 0);
+	bg_close_pipe(&c);
+}
+END_TEST
+
 /* Signals queued for this user, from the SigQ line of /proc/self/status. */
 static long signals_queued(void)
 {
@@ -683,6 +723,7 @@ int main(void)
 	tcase_add_loop_test(tc, cancel_landing_during_an_application_handler_still_cancels_the_read,
 			    0, 4);
 	tcase_add_test(tc, repeated_cancels_of_a_call_that_cannot_take_the_signal_queue_one_signal);
+	tcase_add_test(tc, a_call_whose_thread_blocks_the_library_signal_still_returns);
 	tcase_add_loop_test(cfg,
 			    an_application_handler_on_the_library_signal_makes_sc_init_fail_with_ebusy,
 			    0, 2);

@@ -302,6 +302,61 @@ START_TEST(destroy_while_call_blocks_on_token_is_busy)
 }
 END_TEST
 
+/* Tries to destroy a token that a blocked call keeps busy, until told to stop. */
+struct destroyer {
+	sc_token *tok;
+	long stop;
+	long tries;
+	long not_busy;
+};
+
+static void *destroy_while_busy(void *arg)
+{
+	struct destroyer *d = arg;
+
+	while (!load(&d->stop)) {
+		if (sc_token_destroy(d->tok) != EBUSY)
+			add(&d->not_busy, 1);
+		add(&d->tries, 1);
+	}
+	return NULL;
+}
+
+/* A failing destroy must not make concurrent operations on the live token fail. */
+START_TEST(operations_racing_a_failing_destroy_still_succeed)
+{
+	struct destroyer d = { 0 };
+	struct bg_call c;
+	pthread_t t;
+	sc_token tok, child;
+	int failed = 0;
+
+	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
+	bg_read_blocked(&c, &tok);
+	d.tok = &tok;
+	ck_assert_int_eq(pthread_create(&t, NULL, destroy_while_busy, &d), 0);
+	wait_at_least(&d.tries, 1, "destroyer starts");
+	for (int i = 0; i < 20000; i++) {
+		failed += sc_token_set_deadline(&tok, SC_NO_DEADLINE) != 0;
+		if (sc_token_init(&child, &tok)) {
+			failed++;
+			continue;
+		}
+		failed += sc_token_destroy(&child) != 0;
+	}
+	store(&d.stop, 1);
+	join_within(t, PROMPT_NS, "destroyer");
+	ck_assert_msg(failed == 0, "%d operations failed during %ld destroy attempts",
+		      failed, load(&d.tries));
+	ck_assert_int_eq(load(&d.not_busy), 0);
+
+	ck_assert_int_eq(sc_cancel(&tok), 0);
+	assert_cancelled(bg_join(&c));
+	ck_assert_int_eq(sc_token_destroy(&tok), 0);
+	bg_close_pipe(&c);
+}
+END_TEST
+
 START_TEST(destroy_after_completed_call_succeeds)
 {
 	sc_token t;
@@ -365,6 +420,7 @@ int main(void)
 	tcase_add_test(tc, destroy_with_live_child_is_busy_until_child_destroyed);
 	tcase_add_test(tc, destroy_while_call_blocks_on_token_is_busy);
 	tcase_add_test(tc, destroy_after_completed_call_succeeds);
+	tcase_add_test(tc, operations_racing_a_failing_destroy_still_succeed);
 	tcase_add_test(tc, double_destroy_is_EINVAL);
 	tcase_add_test(tc, call_with_destroyed_token_is_EINVAL_and_has_no_effect);
 	return run_suite(s, CK_FORK_GETENV);
