@@ -24,25 +24,32 @@ static int default_signal(void)
 	return SIGRTMAX - 4;
 }
 
+/* A number, RTMIN, RTMAX, RTMIN+n or RTMAX-n, with or without SIG in front. */
 static int parse_signal(const char *s, int *signo)
 {
-	int base = 0;
+	int base = 0, sign = 1;
 	char *end;
 
 	if (!strncmp(s, "SIG", 3))
 		s += 3;
-	if (!strncmp(s, "RTMIN+", 6)) {
-		base = SIGRTMIN;
-		s += 6;
-	} else if (!strncmp(s, "RTMAX-", 6)) {
-		base = SIGRTMAX;
-		s += 6;
+	if (!strncmp(s, "RTMIN", 5) || !strncmp(s, "RTMAX", 5)) {
+		base = s[4] == 'N' ? SIGRTMIN : SIGRTMAX;
+		sign = s[4] == 'N' ? 1 : -1;
+		s += 5;
+		if (!*s) {
+			*signo = base;
+			return 0;
+		}
+		if (*s++ != (sign > 0 ? '+' : '-'))
+			return EINVAL;
 	}
+	if (*s < '0' || *s > '9')
+		return EINVAL;
 	errno = 0;
 	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < 0 || v > 1024)
+	if (errno || *end || v > 1024)
 		return EINVAL;
-	*signo = base == SIGRTMAX ? base - (int)v : base + (int)v;
+	*signo = base + sign * (int)v;
 	return 0;
 }
 
@@ -102,6 +109,7 @@ static void register_membarrier(void)
 }
 
 static pthread_key_t slot_key;
+static int key_made;
 
 static void after_fork_child(void)
 {
@@ -123,10 +131,13 @@ static int init_locked(const sc_config *cfg)
 		return err;
 	if (init_state == INIT_DONE)
 		return signo == sc_g.signo && backend == init_backend ? 0 : EALREADY;
+	if (!key_made) {
+		err = pthread_key_create(&slot_key, sc_slot_release);
+		if (err)
+			return err;
+		key_made = 1;
+	}
 	err = sc_handler_install(signo);
-	if (err)
-		return err;
-	err = pthread_key_create(&slot_key, sc_slot_release);
 	if (err)
 		return err;
 	sc_g.signo = signo;
