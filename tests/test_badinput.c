@@ -281,22 +281,37 @@ START_TEST(init_after_first_call_with_another_signal_is_EALREADY)
 }
 END_TEST
 
+/* Each spelling of SYSCANCEL_SIGNAL, with the signal it names. */
+static const struct {
+	const char *text;
+	int rtmin_offset, rtmax_offset;	/* the signal: SIGRTMIN + one, or SIGRTMAX - other */
+} signal_spellings[] = {
+	{ "RTMIN+7", 7, -1 }, { "SIGRTMIN+7", 7, -1 }, { "RTMAX-4", -1, 4 },
+	{ "SIGRTMAX-2", -1, 2 }, { "RTMIN", 0, -1 }, { "SIGRTMAX", -1, 0 }, { "", 7, -1 },
+};
+
 START_TEST(signal_from_environment_is_used)
 {
 	char val[16];
 	sc_token t;
+	int want = signal_spellings[_i].rtmin_offset >= 0 ?
+		SIGRTMIN + signal_spellings[_i].rtmin_offset :
+		SIGRTMAX - signal_spellings[_i].rtmax_offset;
 
-	snprintf(val, sizeof(val), "%d", SIGRTMIN + 7);
-	ck_assert_int_eq(setenv("SYSCANCEL_SIGNAL", val, 1), 0);
+	snprintf(val, sizeof(val), "%d", want);
+	ck_assert_int_eq(setenv("SYSCANCEL_SIGNAL", *signal_spellings[_i].text ?
+				signal_spellings[_i].text : val, 1), 0);
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
 	ck_assert_int_eq(sc_sleep(&t, 0).status, SC_OK);
-	ck_assert_int_eq(sc_signal_number(), SIGRTMIN + 7);
-	assert_library_handles(SIGRTMIN + 7);
+	ck_assert_int_eq(sc_signal_number(), want);
+	assert_library_handles(want);
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
 }
 END_TEST
 
-static const char *const garbage_signals[] = { "garbage", "5", "40abc", "1000", "-34" };
+static const char *const garbage_signals[] = {
+	"garbage", "5", "40abc", "1000", "-34", " 40", "RTMAX-+4", "RTMAX+1", "RTMIN-1", "SIG",
+};
 
 START_TEST(garbage_signal_in_environment_makes_calls_fail_with_EINVAL)
 {
@@ -352,7 +367,7 @@ int main(void)
 	tcase_add_test(init, init_twice_with_different_signals_is_EALREADY);
 	tcase_add_test(init, init_twice_with_same_signal_succeeds);
 	tcase_add_test(init, init_after_first_call_with_another_signal_is_EALREADY);
-	tcase_add_test(init, signal_from_environment_is_used);
+	tcase_add_loop_test(init, signal_from_environment_is_used, 0, ARRAY_SIZE(signal_spellings));
 	tcase_add_loop_test(init, garbage_signal_in_environment_makes_calls_fail_with_EINVAL,
 			    0, ARRAY_SIZE(garbage_signals));
 	tcase_add_loop_test(init, garbage_signal_in_environment_makes_init_EINVAL,
