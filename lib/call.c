@@ -66,13 +66,12 @@ static int interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
 }
 
 /* Before the first attempt: the chain is cancelled, invalid, or has a deadline. */
-static int check_chain(struct sc_slot *s, const sc_token *tok, sc_result *r)
+static int check_chain(struct sc_slot *s, sc_token *tok, sc_result *r)
 {
 	int64_t dl;
-
 	int st;
 
-	sc_chain_mark((sc_token *)tok, load_relaxed(&s->tid));
+	sc_chain_mark(tok, load_relaxed(&s->tid));
 	/* A token being destroyed: its destroy sees this call and gives up, or the token dies. */
 	while ((st = sc_chain_check(tok, &dl)) == SC_CHAIN_DYING)
 		sched_yield();

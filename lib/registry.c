@@ -140,10 +140,9 @@ void sc_slot_unpin(struct sc_slot *s)
 }
 
 /*
- * Calls fn on every slot whose call in flight runs under tok (or, with tok
- * NULL, on every slot with a call in flight).  The slot stays pinned during
- * fn: its call cannot end, its token and thread stay alive.  fn may hand the
- * pin to a signal, which drops it on delivery.
+ * Calls fn on every slot whose call in flight runs under tok.  The slot
+ * stays pinned during fn: its call cannot end, its token and thread stay
+ * alive.  fn may hand the pin to a signal, which drops it on delivery.
  * Async-signal-safe: no lock, no allocation.
  */
 void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg)
@@ -155,7 +154,7 @@ void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg)
 	heavy_barrier();
 	for (struct sc_slot *s = head; s; s = s->next) {
 		const sc_token *t = call_active(s) ? load_relaxed(&s->tok) : NULL;
-		if (!t || (tok && !sc_chain_contains(t, tok)) || !fn(s, arg))
+		if (!t || !sc_chain_contains(t, tok) || !fn(s, arg))
 			sc_slot_unpin(s);
 	}
 }
