@@ -103,8 +103,8 @@ static void child_checks_forking_thread(struct fixture *fx)
 	ck_assert_int_eq(sc_token_destroy(&tok), 0);
 
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
+	int64_t start = sc_now_ns();	/* before the deadline is computed from now */
 	ck_assert_int_eq(sc_token_set_timeout(&tok, DEADLINE_NS), 0);
-	int64_t start = sc_now_ns();
 	assert_status(sc_read(&tok, fx->empty[0], buf, sizeof(buf)), SC_TIMEDOUT,
 		      "child's forking thread with a deadline");
 	ck_assert_int_ge(sc_now_ns() - start, DEADLINE_NS);
