@@ -96,11 +96,13 @@ typedef struct {
  * Optional: the first call initialises with defaults.  EINVAL: signal number
  * outside SIGRTMIN..SIGRTMAX or bad backend; EBUSY: the application already
  * has a handler on that signal; EALREADY: initialised before with another
- * configuration; ENOTSUP: backend not available in this build.
+ * configuration; ENOTSUP: io_uring asked for and unavailable (no liburing in
+ * this build, or the kernel refuses it).
  */
 int sc_init(const sc_config *cfg);
 int sc_signal_number(void);	/* the signal in use, or -1 if initialisation failed */
-int sc_thread_backend(sc_backend backend);	/* per-thread override of the backend */
+/* Per-thread override of the backend; ENOTSUP where io_uring is unavailable. */
+int sc_thread_backend(sc_backend backend);
 
 /*
  * Blocking calls.  tok may be NULL: the call is then not cancellable.

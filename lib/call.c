@@ -52,7 +52,7 @@ static sc_result run_nested(const struct sc_req *req)
 }
 
 /* Our signal or someone else's: only a cancel or a deadline ends the call. */
-static int interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
+int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
 {
 	int64_t dl;
 
@@ -65,8 +65,12 @@ static int interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
 	return 1;
 }
 
-/* Before the first attempt: the chain is cancelled, invalid, or has a deadline. */
-static int check_chain(struct sc_slot *s, sc_token *tok, sc_result *r)
+/*
+ * Before the first attempt: marks the chain as used by this thread, waits
+ * out a destroy, and ends the call if the chain is cancelled, invalid or
+ * past its deadline.  *deadline: the chain's.
+ */
+int sc_check_chain(struct sc_slot *s, sc_token *tok, sc_result *r, int64_t *deadline)
 {
 	int64_t dl;
 	int st;
@@ -83,12 +87,10 @@ static int check_chain(struct sc_slot *s, sc_token *tok, sc_result *r)
 		*r = sc_error(EINVAL);
 		return 1;
 	}
-	if (dl != SC_NO_DEADLINE) {
-		if (sc_now_ns() >= dl) {
-			*r = timedout;
-			return 1;
-		}
-		sc_deadline_lower(s, dl);
+	*deadline = dl;
+	if (dl != SC_NO_DEADLINE && sc_now_ns() >= dl) {
+		*r = timedout;
+		return 1;
 	}
 	return 0;
 }
@@ -97,15 +99,20 @@ static sc_result run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_
 			      long v)
 {
 	sc_result r;
+	int64_t dl;
 	int retried = v != SC_NOT_ENTERED;
 
-	if (!retried && check_chain(s, tok, &r))
-		return r;
+	if (!retried) {
+		if (sc_check_chain(s, tok, &r, &dl))
+			return r;
+		if (dl != SC_NO_DEADLINE)
+			sc_deadline_lower(s, dl);
+	}
 	for (;; retried = 1) {
 		if (v != SC_NOT_ENTERED) {
 			if (v == -EINTR && (req->flags & SC_REQ_NO_RETRY))
 				return sc_error(EINTR);
-			if (interrupted(s, tok, &r))
+			if (sc_interrupted(s, tok, &r))
 				return r;
 		}
 		v = enter(s, req);
@@ -136,6 +143,8 @@ sc_result sc_run_req(sc_token *tok, const struct sc_req *req)
 		return sc_error(err);
 	if (call_active(s))
 		return run_nested(req);
+	if (load_relaxed(&s->uring) && sc_uring_can_run(req))
+		return sc_uring_run(s, tok, req);
 	sc_call_enter(s, tok);
 	return sc_run_resume(s, tok, req, SC_NOT_ENTERED);
 }

@@ -63,15 +63,22 @@ static void timer_set(struct sc_slot *s, int64_t at)
  * The owner at call entry and a canceller moving a deadline earlier may race
  * here; the deadline only goes down, and whoever armed last re-checks it.
  */
-void sc_deadline_lower(struct sc_slot *s, int64_t deadline)
+int sc_deadline_min(struct sc_slot *s, int64_t deadline)
 {
 	int64_t cur = load_relaxed(&s->deadline);
 
 	do {
 		if (deadline >= cur)
-			return;
+			return 0;
 	} while (!__atomic_compare_exchange_n(&s->deadline, &cur, deadline, true,
 					      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+	return 1;
+}
+
+void sc_deadline_lower(struct sc_slot *s, int64_t deadline)
+{
+	if (!sc_deadline_min(s, deadline))
+		return;
 	for (;;) {
 		int64_t want = load_acquire(&s->deadline);
 		timer_set(s, want > 0 ? want : 1);

@@ -67,7 +67,7 @@ static int resolve_signal(const sc_config *cfg, int *signo)
 	return *signo >= SIGRTMIN && *signo <= SIGRTMAX ? 0 : EINVAL;
 }
 
-/* Which backends this build offers: 0, ENOTSUP, or EINVAL for no backend at all. */
+/* 0 if this build and kernel offer the backend, else ENOTSUP; EINVAL for no backend. */
 static int backend_available(sc_backend backend)
 {
 	switch (backend) {
@@ -75,7 +75,7 @@ static int backend_available(sc_backend backend)
 	case SC_BACKEND_SIGNAL:
 		return 0;
 	case SC_BACKEND_URING:
-		return ENOTSUP;
+		return sc_uring_probe();
 	}
 	return EINVAL;
 }
@@ -143,6 +143,7 @@ static int init_locked(const sc_config *cfg)
 	sc_g.signo = signo;
 	sc_g.pid = getpid();
 	sc_g.uid = getuid();
+	sc_g.uring_default = backend == SC_BACKEND_URING;
 	init_backend = backend;
 	register_membarrier();
 	pthread_atfork(NULL, NULL, after_fork_child);
@@ -186,5 +187,14 @@ int sc_signal_number(void)
 
 int sc_thread_backend(sc_backend backend)
 {
-	return backend_available(backend);
+	struct sc_slot *s = sc_self;
+	int err = backend_available(backend);
+
+	if (!err && !s && !(s = sc_slot_claim(&err)))
+		return err;
+	if (err)
+		return err;
+	if (backend == SC_BACKEND_DEFAULT)
+		return sc_uring_select(s, sc_g.uring_default);
+	return sc_uring_select(s, backend == SC_BACKEND_URING);
 }

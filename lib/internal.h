@@ -35,6 +35,8 @@
  * abort 8, inside 16.  A call is aborted when abort equals its call word,
  * so a value left from an earlier call never matches a later one.
  */
+struct io_uring;
+
 struct sc_slot {
 	uint64_t call;		/* generation << 1 | 1 while a call is in flight */
 	uint64_t abort;		/* the call word of the call that must not run */
@@ -47,6 +49,10 @@ struct sc_slot {
 	int exit_waiting;	/* the owner waits for pins to drop */
 	int timer;		/* kernel id of the owner's deadline timer, -1 if none */
 	int timer_armed;
+	int uring;		/* this thread's calls go through its io_uring */
+	int via_ring;		/* the call in flight does */
+	int ring_fd;		/* for cancellers; -1 until the ring exists */
+	struct io_uring *ring;
 	struct sc_slot *next;
 };
 
@@ -66,6 +72,7 @@ struct sc_globals {
 	int pid;
 	int uid;
 	int use_membarrier;
+	int uring_default;	/* new threads' calls go through io_uring */
 };
 extern struct sc_globals sc_g SC_HIDDEN;
 int sc_ensure_init(void) SC_HIDDEN;
@@ -98,6 +105,7 @@ int sc_chain_contains(const sc_token *tok, const sc_token *ancestor) SC_HIDDEN;
 /* deadline.c */
 int sc_timer_create(struct sc_slot *s) SC_HIDDEN;
 void sc_timer_delete(struct sc_slot *s) SC_HIDDEN;
+int sc_deadline_min(struct sc_slot *s, int64_t deadline) SC_HIDDEN;
 void sc_deadline_lower(struct sc_slot *s, int64_t deadline) SC_HIDDEN;
 void sc_deadline_disarm(struct sc_slot *s) SC_HIDDEN;
 int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
@@ -127,6 +135,16 @@ sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *r
 			long v) SC_HIDDEN;
 void sc_call_exit_slow(struct sc_slot *s) SC_HIDDEN;
 sc_result sc_error(int err) SC_HIDDEN;
+int sc_check_chain(struct sc_slot *s, sc_token *tok, sc_result *r, int64_t *deadline) SC_HIDDEN;
+int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r) SC_HIDDEN;
+
+/* uring.c: the io_uring backend */
+int sc_uring_probe(void) SC_HIDDEN;
+int sc_uring_select(struct sc_slot *s, int on) SC_HIDDEN;
+int sc_uring_can_run(const struct sc_req *req) SC_HIDDEN;
+sc_result sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req) SC_HIDDEN;
+void sc_uring_kick(struct sc_slot *s) SC_HIDDEN;
+void sc_uring_release(struct sc_slot *s) SC_HIDDEN;
 
 static inline sc_result sc_completed(long v)
 {
@@ -185,7 +203,7 @@ sc_result sc_run(sc_token *tok, long nr, long a1, long a2, long a3, long a4, lon
 	struct sc_slot *s = sc_self;
 	long v = SC_NOT_ENTERED;
 
-	if (unlikely(!s || call_active(s)))
+	if (unlikely(!s || call_active(s) || load_relaxed(&s->uring)))
 		return sc_run_req(tok, SC_REQ(nr, a1, a2, a3, a4, a5, a6));
 	sc_call_enter(s, tok);
 	if (likely(sc_chain_plain(tok, load_relaxed(&s->tid)))) {

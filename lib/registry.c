@@ -51,6 +51,7 @@ static struct sc_slot *slot_new(int tid)
 	memset(s, 0, sizeof(*s));
 	s->tid = tid;
 	s->timer = -1;
+	s->ring_fd = -1;
 	s->deadline = SC_NO_DEADLINE;
 	s->next = load_relaxed(&registry_head);
 	while (!__atomic_compare_exchange_n(&registry_head, &s->next, s, true,
@@ -94,6 +95,7 @@ struct sc_slot *sc_slot_claim(int *err)
 		store_release(&s->tid, 0);
 		return NULL;
 	}
+	store_relaxed(&s->uring, sc_g.uring_default);
 	sc_self = s;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return s;
@@ -109,6 +111,7 @@ void sc_slot_release(void *slot)
 	sc_self = NULL;
 	compiler_barrier();
 	sc_timer_delete(s);
+	sc_uring_release(s);
 	store_release(&s->tid, 0);
 }
 
@@ -121,11 +124,14 @@ void sc_registry_after_fork(void)
 		s->exit_waiting = 0;
 		s->timer = -1;
 		s->timer_armed = 0;
+		s->deadline = SC_NO_DEADLINE;	/* it went with the timer */
+		sc_uring_release(s);	/* the ring's memory is shared with the parent */
 		if (s == sc_self) {
 			store_relaxed(&s->tid, gettid());
 			sc_timer_create(s);
 		} else {
 			s->call &= ~(uint64_t)1;
+			s->via_ring = 0;
 			s->tok = NULL;
 			store_relaxed(&s->tid, 0);
 		}

@@ -157,8 +157,12 @@ static int lower_call_deadline(struct sc_slot *s, void *arg)
 	(void)arg;
 	int64_t dl;
 
-	if (sc_chain_check(load_relaxed(&s->tok), &dl) != SC_CHAIN_INVALID)
+	if (sc_chain_check(load_relaxed(&s->tok), &dl) == SC_CHAIN_INVALID)
+		return 0;
+	if (!load_acquire(&s->via_ring))
 		sc_deadline_lower(s, dl);
+	else if (sc_deadline_min(s, dl))
+		sc_uring_kick(s);	/* the owner resubmits with the new deadline */
 	return 0;
 }
 
@@ -200,8 +204,14 @@ int64_t sc_token_deadline(const sc_token *tok)
 
 static int cancel_call(struct sc_slot *s, void *arg)
 {
+	uint64_t call = load_relaxed(&s->call);
+
 	(void)arg;
-	return sc_send_cancel(s, load_relaxed(&s->call));
+	if (!load_acquire(&s->via_ring))
+		return sc_send_cancel(s, call);
+	store_release(&s->abort, call);
+	sc_uring_kick(s);
+	return 0;
 }
 
 int sc_cancel_cause(sc_token *tok, int cause)

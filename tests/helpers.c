@@ -364,3 +364,10 @@ void assert_child_succeeded(pid_t pid)
 		      "child failed: %s %d", WIFEXITED(st) ? "exit" : "signal",
 		      WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 }
+
+bool backend_is_uring(void)
+{
+	const char *b = getenv("SYSCANCEL_BACKEND");
+
+	return b && !strcmp(b, "uring");
+}

@@ -29,6 +29,9 @@
 void init_library(void);
 /* A test case added to s, with a timeout and, unless NULL, a checked fixture. */
 TCase *add_tcase(Suite *s, const char *name, double timeout_s, void (*setup)(void));
+/* The suites run a second time with SYSCANCEL_BACKEND=uring (tests/uring.sh). */
+bool backend_is_uring(void);
+
 /* Run s; mode CK_FORK_GETENV follows $CK_FORK.  Returns main's exit status. */
 int run_suite(Suite *s, enum fork_status mode);
 

@@ -10,7 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <syscancel.h>
@@ -22,11 +27,15 @@ START_TEST(bad_fd_is_EBADF)
 	int p[2];
 	char b;
 
+	/* A closed descriptor that nothing the library opens can take over. */
 	make_pipe(p);
-	close_pipe(p);		/* p[0] is now a closed descriptor */
+	int closed = fcntl(p[0], F_DUPFD_CLOEXEC, 900);
+	ck_assert_int_ge(closed, 900);
+	close(closed);
+	close_pipe(p);
 	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
 	assert_error(sc_read(&t, -1, &b, 1), EBADF);
-	assert_error(sc_read(&t, p[0], &b, 1), EBADF);
+	assert_error(sc_read(&t, closed, &b, 1), EBADF);
 	assert_error(sc_read(NULL, -1, &b, 1), EBADF);
 	assert_error(sc_write(&t, -1, "x", 1), EBADF);
 	assert_error(sc_recv(&t, -1, &b, 1, 0), EBADF);
@@ -342,6 +351,48 @@ START_TEST(garbage_signal_in_environment_makes_init_EINVAL)
 }
 END_TEST
 
+/* The kernel refuses io_uring, as seccomp or io_uring_disabled would. */
+static void refuse_io_uring(void)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { ARRAY_SIZE(filter), filter };
+
+	ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+/* _i 0: asked by sc_init, 1: by sc_thread_backend, 2: by the environment. */
+START_TEST(io_uring_refused_gives_ENOTSUP_and_the_signal_path_keeps_working)
+{
+	sc_token t;
+	char b;
+	int p[2];
+
+	refuse_io_uring();
+	if (_i == 2)
+		ck_assert_int_eq(setenv("SYSCANCEL_BACKEND", "uring", 1), 0);
+	else
+		ck_assert_int_eq(unsetenv("SYSCANCEL_BACKEND"), 0);
+	if (_i == 0)
+		ck_assert_int_eq(sc_init(&(sc_config){ .backend = SC_BACKEND_URING }), ENOTSUP);
+	if (_i == 1)
+		ck_assert_int_eq(sc_thread_backend(SC_BACKEND_URING), ENOTSUP);
+
+	make_pipe_with_byte(p);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	assert_ok(sc_read(&t, p[0], &b, 1), 1);
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	assert_cancelled(sc_read(&t, p[0], &b, 1));
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	close_pipe(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("badinput");
@@ -372,6 +423,8 @@ int main(void)
 			    0, ARRAY_SIZE(garbage_signals));
 	tcase_add_loop_test(init, garbage_signal_in_environment_makes_init_EINVAL,
 			    0, ARRAY_SIZE(garbage_signals));
+	tcase_add_loop_test(init, io_uring_refused_gives_ENOTSUP_and_the_signal_path_keeps_working,
+			    0, 3);
 	/* Each test needs a fresh library: keep fork mode even if CK_FORK=no. */
 	return run_suite(s, CK_FORK);
 }

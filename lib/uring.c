@@ -1,0 +1,333 @@
+/*
+ * The io_uring backend: the same calls and tokens through a ring of the
+ * calling thread's own.  A cancel never signals: the canceller removes the
+ * request with IORING_REGISTER_SYNC_CANCEL on the owner's ring, and a
+ * deadline is a timeout linked to the request.  The owner reports only what
+ * the request's own completion says.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef HAVE_LIBURING
+#include <liburing.h>
+
+enum kind { PLAIN, POLL_ONE, SLEEP };
+
+static int probe_err;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+static int sync_cancel(int ring_fd, uint64_t user_data)
+{
+	struct io_uring_sync_cancel_reg reg = { .addr = user_data };
+
+	return syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1)
+		? errno : 0;
+}
+
+/* A ring can be made here, and another thread can cancel on it. */
+static void probe(void)
+{
+	struct io_uring ring;
+
+	if (io_uring_queue_init(4, &ring, 0)) {
+		probe_err = ENOTSUP;
+		return;
+	}
+	probe_err = sync_cancel(ring.ring_fd, 1) == ENOENT ? 0 : ENOTSUP;
+	io_uring_queue_exit(&ring);
+}
+
+int sc_uring_probe(void)
+{
+	pthread_once(&probe_once, probe);
+	return probe_err;
+}
+
+int sc_uring_select(struct sc_slot *s, int on)
+{
+	if (on && sc_uring_probe())
+		return ENOTSUP;
+	store_relaxed(&s->uring, on);
+	return 0;
+}
+
+static int ring_open(struct sc_slot *s)
+{
+	struct io_uring *ring = calloc(1, sizeof(*ring));
+	int err;
+
+	if (!ring)
+		return ENOMEM;
+	err = -io_uring_queue_init(4, ring, 0);
+	if (err) {
+		free(ring);
+		return err;
+	}
+	s->ring = ring;
+	store_release(&s->ring_fd, ring->ring_fd);
+	return 0;
+}
+
+void sc_uring_release(struct sc_slot *s)
+{
+	if (!s->ring)
+		return;
+	io_uring_queue_exit(s->ring);
+	free(s->ring);
+	s->ring = NULL;
+	store_relaxed(&s->ring_fd, -1);
+}
+
+/* Called with the slot pinned and its call in flight on the ring. */
+void sc_uring_kick(struct sc_slot *s)
+{
+	sync_cancel(load_acquire(&s->ring_fd), load_relaxed(&s->call));
+}
+
+/* Which requests have an io_uring equivalent; the others take the signal path. */
+int sc_uring_can_run(const struct sc_req *req)
+{
+	switch (req->nr) {
+	case SYS_read: case SYS_write: case SYS_readv: case SYS_writev:
+	case SYS_pread64: case SYS_pwrite64: case SYS_recvmsg: case SYS_sendmsg:
+	case SYS_accept4: case SYS_connect: case SYS_clock_nanosleep:
+		return 1;
+	case SYS_recvfrom:
+	case SYS_sendto:
+		return !req->args[4];		/* no address: recv, send */
+	case SYS_ppoll:
+		return req->args[1] == 1 && !req->args[3];	/* one fd, no mask */
+	}
+	return 0;
+}
+
+static struct __kernel_timespec kts(int64_t ns)
+{
+	return (struct __kernel_timespec){ ns / 1000000000LL, ns % 1000000000LL };
+}
+
+static int64_t ns_of(const struct timespec *ts)
+{
+	return ts->tv_sec * 1000000000LL + ts->tv_nsec;
+}
+
+static enum kind prep(struct io_uring_sqe *sqe, const struct sc_req *req,
+		      struct __kernel_timespec *sleep_until)
+{
+	const long *a = req->args;
+
+	switch (req->nr) {
+	case SYS_read:
+		io_uring_prep_read(sqe, a[0], (void *)a[1], a[2], -1);
+		break;
+	case SYS_write:
+		io_uring_prep_write(sqe, a[0], (const void *)a[1], a[2], -1);
+		break;
+	case SYS_readv:
+		io_uring_prep_readv(sqe, a[0], (const struct iovec *)a[1], a[2], -1);
+		break;
+	case SYS_writev:
+		io_uring_prep_writev(sqe, a[0], (const struct iovec *)a[1], a[2], -1);
+		break;
+	case SYS_pread64:
+		io_uring_prep_read(sqe, a[0], (void *)a[1], a[2], a[3]);
+		break;
+	case SYS_pwrite64:
+		io_uring_prep_write(sqe, a[0], (const void *)a[1], a[2], a[3]);
+		break;
+	case SYS_recvfrom:
+		io_uring_prep_recv(sqe, a[0], (void *)a[1], a[2], a[3]);
+		break;
+	case SYS_sendto:
+		io_uring_prep_send(sqe, a[0], (const void *)a[1], a[2], a[3]);
+		break;
+	case SYS_recvmsg:
+		io_uring_prep_recvmsg(sqe, a[0], (struct msghdr *)a[1], a[2]);
+		break;
+	case SYS_sendmsg:
+		io_uring_prep_sendmsg(sqe, a[0], (const struct msghdr *)a[1], a[2]);
+		break;
+	case SYS_accept4:
+		io_uring_prep_accept(sqe, a[0], (struct sockaddr *)a[1], (socklen_t *)a[2], a[3]);
+		break;
+	case SYS_connect:
+		io_uring_prep_connect(sqe, a[0], (const struct sockaddr *)a[1], a[2]);
+		break;
+	case SYS_ppoll:
+		io_uring_prep_poll_add(sqe, ((struct pollfd *)a[0])->fd,
+				       ((struct pollfd *)a[0])->events);
+		return POLL_ONE;
+	case SYS_clock_nanosleep:
+		io_uring_prep_timeout(sqe, sleep_until, 0, IORING_TIMEOUT_ABS);
+		return SLEEP;
+	}
+	return PLAIN;
+}
+
+/* When the request's own time is up: a poll's timeout, a sleep's end. */
+static int64_t own_end(const struct sc_req *req, int64_t start)
+{
+	const struct timespec *ts = (const struct timespec *)req->args[2];
+
+	if (req->nr == SYS_clock_nanosleep)
+		return ns_of(ts);
+	if (req->nr == SYS_ppoll && ts)
+		return start + ns_of(ts);
+	return SC_NO_DEADLINE;
+}
+
+static long wait_for(struct io_uring *ring, uint64_t tag)
+{
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		int ret = io_uring_wait_cqe(ring, &cqe);
+
+		if (ret == -EINTR)	/* someone else's signal */
+			continue;
+		if (ret < 0)
+			return ret;
+		uint64_t user_data = cqe->user_data;
+		long res = cqe->res;
+		io_uring_cqe_seen(ring, cqe);
+		if (user_data == tag)
+			return res;
+	}
+}
+
+static void cancel_own(struct io_uring *ring, uint64_t tag)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	io_uring_prep_cancel64(sqe, tag, 0);
+	sqe->user_data = 0;
+	io_uring_submit(ring);
+}
+
+/*
+ * One submission: the request, linked to a timeout at the earlier of its
+ * deadline and its own end.  The request's user_data is the call word; its
+ * timeout's is the word less one, which no other request uses.
+ */
+static long attempt(struct sc_slot *s, const struct sc_req *req, int64_t deadline,
+		    int64_t end, enum kind *kind)
+{
+	struct io_uring *ring = s->ring;
+	uint64_t tag = s->call;
+	int64_t limit = end < deadline ? end : deadline;
+	struct __kernel_timespec until = kts(limit), sleep_until = kts(limit);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	int ret;
+
+	*kind = prep(sqe, req, &sleep_until);
+	sqe->user_data = tag;
+	if (limit != SC_NO_DEADLINE && *kind != SLEEP) {
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = io_uring_get_sqe(ring);
+		io_uring_prep_link_timeout(sqe, &until, IORING_TIMEOUT_ABS);
+		sqe->user_data = tag - 1;
+	}
+	ret = io_uring_submit(ring);
+	if (ret < 0)
+		return ret;
+	/* A cancel or an earlier deadline that came before the submission found nothing. */
+	if (call_aborted(s) || load_acquire(&s->deadline) < deadline)
+		cancel_own(ring, tag);
+	return wait_for(ring, tag);
+}
+
+/* Cancelled, timed out or interrupted (-512..-516: restart codes io-wq may leak). */
+static int interrupted(long v, enum kind kind)
+{
+	return v == -ECANCELED || v == -EINTR || (v == -ETIME && kind == SLEEP) ||
+	       (v <= -512 && v >= -516);
+}
+
+static sc_result run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_req *req)
+{
+	int64_t end = own_end(req, sc_now_ns());
+	struct pollfd *pfd = (struct pollfd *)req->args[0];
+	enum kind kind;
+	sc_result r;
+
+	for (;;) {
+		long v = attempt(s, req, load_acquire(&s->deadline), end, &kind);
+		if (!interrupted(v, kind)) {
+			if (kind != POLL_ONE || v < 0)
+				return sc_completed(v);
+			pfd->revents = v;
+			return sc_completed(1);
+		}
+		if (sc_interrupted(s, tok, &r))
+			return r;
+		if (end != SC_NO_DEADLINE && sc_now_ns() >= end) {
+			if (kind == POLL_ONE)
+				pfd->revents = 0;
+			return sc_completed(0);
+		}
+	}
+}
+
+sc_result sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req)
+{
+	int64_t deadline;
+	sc_result r;
+	int err;
+
+	if (!s->ring && (err = ring_open(s)))
+		return sc_error(err);
+	store_relaxed(&s->via_ring, 1);
+	sc_call_enter(s, tok);
+	if (!sc_check_chain(s, tok, &r, &deadline)) {
+		sc_deadline_min(s, deadline);
+		r = run_attempts(s, tok, req);
+	}
+	sc_call_exit(s);
+	store_relaxed(&s->via_ring, 0);
+	store_relaxed(&s->deadline, SC_NO_DEADLINE);
+	return r;
+}
+
+#else /* !HAVE_LIBURING */
+
+int sc_uring_probe(void)
+{
+	return ENOTSUP;
+}
+
+int sc_uring_select(struct sc_slot *s, int on)
+{
+	(void)s;
+	return on ? ENOTSUP : 0;
+}
+
+int sc_uring_can_run(const struct sc_req *req)
+{
+	(void)req;
+	return 0;
+}
+
+sc_result sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req)
+{
+	(void)s, (void)tok, (void)req;
+	return sc_error(ENOTSUP);
+}
+
+void sc_uring_kick(struct sc_slot *s)
+{
+	(void)s;
+}
+
+void sc_uring_release(struct sc_slot *s)
+{
+	(void)s;
+}
+
+#endif

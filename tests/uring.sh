@@ -1,0 +1,12 @@
+#!/bin/sh
+# The Check suites again, with every call that has an io_uring equivalent
+# going through the io_uring backend (the others fall back to the signal
+# path).  Skipped where this build or the kernel has no io_uring.
+grep -q '^#define HAVE_LIBURING 1' config.h || exit 77
+[ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" = 0 ] || exit 77
+status=0
+for t in tokens cancel badinput signals race threads fork; do
+	SYSCANCEL_BACKEND=uring ./tests/test_$t | sed "s/^[0-9]*%: Checks/uring test_$t: &/" ||
+		status=1
+done
+exit $status
