@@ -38,7 +38,7 @@
 struct io_uring;
 
 struct sc_slot {
-	uint64_t call;		/* generation << 1 | 1 while a call is in flight */
+	uint64_t call;		/* generation << 2 | SC_CALL_URING | SC_CALL_ACTIVE */
 	uint64_t abort;		/* the call word of the call that must not run */
 	int inside;		/* the stub is on this thread's stack */
 	int tid;		/* owner thread, 0 when free */
@@ -49,16 +49,20 @@ struct sc_slot {
 	int exit_waiting;	/* the owner waits for pins to drop */
 	int timer;		/* kernel id of the owner's deadline timer, -1 if none */
 	int timer_armed;
-	int uring;		/* this thread's calls go through its io_uring */
-	int via_ring;		/* the call in flight does */
+	int via_ring;		/* the call in flight goes through the thread's io_uring */
 	int ring_fd;		/* for cancellers; -1 until the ring exists */
 	struct io_uring *ring;
 	struct sc_slot *next;
 };
 
+/* The call word's low bits: the fast path tests both with one load. */
+#define SC_CALL_ACTIVE 1u	/* a call is in flight */
+#define SC_CALL_URING 2u	/* this thread's calls go through its io_uring */
+#define SC_CALL_NEXT 4u		/* one generation */
+
 static inline int call_active(const struct sc_slot *s)
 {
-	return load_acquire(&s->call) & 1;
+	return load_acquire(&s->call) & SC_CALL_ACTIVE;
 }
 
 static inline int call_aborted(const struct sc_slot *s)
@@ -156,7 +160,7 @@ static inline sc_result sc_completed(long v)
 static inline void sc_call_enter(struct sc_slot *s, sc_token *tok)
 {
 	store_relaxed(&s->tok, tok);
-	store_release(&s->call, s->call + 3);
+	store_release(&s->call, s->call + SC_CALL_NEXT + SC_CALL_ACTIVE);
 	/* Pairs with the canceller's membarrier: see sc_registry_visit(). */
 	if (sc_g.use_membarrier)
 		compiler_barrier();
@@ -167,7 +171,7 @@ static inline void sc_call_enter(struct sc_slot *s, sc_token *tok)
 /* The end of every call: after it, no signal of the library reaches this thread. */
 static inline void sc_call_exit(struct sc_slot *s)
 {
-	store_release(&s->call, s->call & ~(uint64_t)1);
+	store_release(&s->call, s->call & ~(uint64_t)SC_CALL_ACTIVE);
 	if (sc_g.use_membarrier)
 		compiler_barrier();
 	else
@@ -203,7 +207,7 @@ sc_result sc_run(sc_token *tok, long nr, long a1, long a2, long a3, long a4, lon
 	struct sc_slot *s = sc_self;
 	long v = SC_NOT_ENTERED;
 
-	if (unlikely(!s || call_active(s) || load_relaxed(&s->uring)))
+	if (unlikely(!s || (load_relaxed(&s->call) & (SC_CALL_ACTIVE | SC_CALL_URING))))
 		return sc_run_req(tok, SC_REQ(nr, a1, a2, a3, a4, a5, a6));
 	sc_call_enter(s, tok);
 	if (likely(sc_chain_plain(tok, load_relaxed(&s->tid)))) {

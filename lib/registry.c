@@ -95,7 +95,7 @@ struct sc_slot *sc_slot_claim(int *err)
 		store_release(&s->tid, 0);
 		return NULL;
 	}
-	store_relaxed(&s->uring, sc_g.uring_default);
+	sc_uring_select(s, sc_g.uring_default);
 	sc_self = s;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return s;
@@ -130,7 +130,7 @@ void sc_registry_after_fork(void)
 			store_relaxed(&s->tid, gettid());
 			sc_timer_create(s);
 		} else {
-			s->call &= ~(uint64_t)1;
+			s->call &= ~(uint64_t)SC_CALL_ACTIVE;
 			s->via_ring = 0;
 			s->tok = NULL;
 			store_relaxed(&s->tid, 0);

@@ -55,7 +55,9 @@ int sc_uring_select(struct sc_slot *s, int on)
 {
 	if (on && sc_uring_probe())
 		return ENOTSUP;
-	store_relaxed(&s->uring, on);
+	uint64_t call = s->call & ~(uint64_t)SC_CALL_URING;
+
+	store_relaxed(&s->call, on ? call | SC_CALL_URING : call);
 	return 0;
 }
 
@@ -214,7 +216,7 @@ static void cancel_own(struct io_uring *ring, uint64_t tag)
 /*
  * One submission: the request, linked to a timeout at the earlier of its
  * deadline and its own end.  The request's user_data is the call word; its
- * timeout's is the word less one, which no other request uses.
+ * timeout's is the word less one (inactive), which no request uses.
  */
 static long attempt(struct sc_slot *s, const struct sc_req *req, int64_t deadline,
 		    int64_t end, enum kind *kind)
