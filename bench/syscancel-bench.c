@@ -186,6 +186,20 @@ static long read_sc_fresh(int fd, char *c)
 	return sc_token_destroy(&tok) ? -1 : v;
 }
 
+/* The hand-rolled way: wait for data or for a cancel eventfd, then read. */
+static long read_poll_eventfd(int fd, char *c)
+{
+	static int cancel_efd = -1;
+
+	if (cancel_efd < 0 && (cancel_efd = eventfd(0, EFD_CLOEXEC)) < 0)
+		die("eventfd", errno);
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+			       { .fd = cancel_efd, .events = POLLIN } };
+	if (poll(p, 2, -1) < 0 || p[1].revents)
+		return -1;
+	return read(fd, c, 1);
+}
+
 struct fast_method {
 	const char *name;
 	long (*read1)(int fd, char *c);
@@ -203,6 +217,7 @@ static struct fast_method fast_methods[] = {
 	FAST("sc_read(tok), deadline in 1 h", read_sc_deadline, SC_BACKEND_SIGNAL),
 	FAST("token per call, 100 ms timeout", read_sc_fresh, SC_BACKEND_SIGNAL),
 	FAST("sc_read(tok), io_uring", read_sc_tok, SC_BACKEND_URING),
+	FAST("poll(fd, eventfd) + read(2)", read_poll_eventfd, SC_BACKEND_DEFAULT),
 };
 
 /* ns per read over iters 1-byte reads; refills untimed, cap bytes at a time. */
@@ -384,6 +399,8 @@ static void bench_memory(long iters)
 struct lat_ctx {
 	int pipe[2];
 	int efd;
+	pthread_t sub;			/* pthread_cancel's victim */
+	pid_t sub_tid;
 	sc_token tok;			/* fresh for every sample */
 	const struct lat_method *m;	/* NULL: the worker exits */
 	pid_t tid;
@@ -446,6 +463,33 @@ static void wake_write(struct lat_ctx *c)
 		die("write", errno);
 }
 
+static char thread_state(pid_t tid);
+
+static void *cancellable_read(void *arg)
+{
+	struct lat_ctx *c = arg;
+	char b;
+
+	__atomic_store_n(&c->sub_tid, gettid(), __ATOMIC_RELEASE);
+	if (read(c->pipe[0], &b, 1) < 0)	/* a cancellation point */
+		return NULL;
+	return arg;
+}
+
+/* pthread_cancel's way: the read runs in a thread of its own, which the cancel ends. */
+static bool block_pthread_read(struct lat_ctx *c)
+{
+	void *ret;
+
+	c->sub_tid = 0;
+	if (pthread_create(&c->sub, NULL, cancellable_read, c))
+		return false;
+	while (!__atomic_load_n(&c->sub_tid, __ATOMIC_ACQUIRE) || thread_state(c->sub_tid) != 'S')
+		sched_yield();
+	return !pthread_join(c->sub, &ret) && ret == PTHREAD_CANCELED;
+}
+
+static void wake_pthread_cancel(struct lat_ctx *c) { pthread_cancel(c->sub); }
 static void wake_eventfd(struct lat_ctx *c) { eventfd_write(c->efd, 1); }
 static void wake_tgkill(struct lat_ctx *c) { tgkill(getpid(), c->tid, SIGUSR1); }
 static void wake_cancel(struct lat_ctx *c) { sc_cancel(&c->tok); }
@@ -466,6 +510,8 @@ static struct lat_method lat_methods[] = {
 	    SC_BACKEND_SIGNAL),
 	LAT("sc_read by sc_cancel, io_uring", "sc_cancel_uring", block_sc_read, wake_cancel,
 	    SC_BACKEND_URING),
+	LAT("read(2) by pthread_cancel+join", "pthread_cancel", block_pthread_read,
+	    wake_pthread_cancel, SC_BACKEND_DEFAULT),
 };
 
 static void on_sigusr1(int sig) { (void)sig; }

@@ -35,7 +35,8 @@ static struct sc_slot *slot_reuse(int tid)
 {
 	for (struct sc_slot *s = load_acquire(&registry_head); s; s = s->next) {
 		int free_tid = 0;
-		if (__atomic_compare_exchange_n(&s->tid, &free_tid, tid, false,
+		if (!load_relaxed(&s->tid) &&	/* a plain look first: most slots are taken */
+		    __atomic_compare_exchange_n(&s->tid, &free_tid, tid, false,
 						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 			return s;
 	}
