@@ -55,7 +55,7 @@ def wait_blocked(thread, fd=None):
                 return
             if len(args) > 1 and args[1] == hex(fd):
                 return
-        time.sleep(0.001)
+        os.sched_yield()
     raise AssertionError("thread %d never blocked" % thread.native_id)
 
 
