@@ -558,18 +558,26 @@ START_TEST(cancel_landing_during_an_application_handler_still_cancels_the_read)
 }
 END_TEST
 
+/* What the thread of the blocked-signal test reports. */
+struct blocked_read {
+	long reading;		/* its signal is blocked, its read about to start */
+	int still_blocked;	/* the mask is as the application left it */
+};
+
 /* A thread that makes one call, then blocks the library's signal and makes another. */
 static sc_result read_with_library_signal_blocked(struct bg_call *c)
 {
+	struct blocked_read *b = c->arg;
 	sigset_t set, now;
 
 	sigemptyset(&set);
 	sigaddset(&set, sc_signal_number());
 	assert_ok(sc_sleep(NULL, 0), 0);	/* the first call unblocks it */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	store(&b->reading, 1);
 	sc_result r = sc_read(c->tok, c->fd, c->buf, 1);
 	pthread_sigmask(SIG_BLOCK, NULL, &now);
-	*(int *)c->arg = sigismember(&now, sc_signal_number());
+	b->still_blocked = sigismember(&now, sc_signal_number());
 	return r;
 }
 
@@ -582,14 +590,17 @@ static sc_result read_with_library_signal_blocked(struct bg_call *c)
  */
 START_TEST(a_call_whose_thread_blocks_the_library_signal_still_returns)
 {
-	int still_blocked = 0;
-	struct bg_call c = { .fn = read_with_library_signal_blocked, .arg = &still_blocked };
+	struct blocked_read b = { 0 };
+	struct bg_call c = { .fn = read_with_library_signal_blocked, .arg = &b };
 	sc_token tok;
 
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
 	c.tok = &tok;
 	bg_pipe(&c);
-	bg_start_blocked(&c);
+	bg_start(&c);
+	/* Its first call may sleep in the kernel too: wait for the read itself. */
+	wait_at_least(&b.reading, 1, "thread blocks the signal and starts its read");
+	ck_assert(bg_wait_blocked(&c));
 	ck_assert_int_eq(sc_cancel(&tok), 0);
 	if (backend_is_uring()) {
 		assert_cancelled(bg_join(&c));
@@ -597,7 +608,7 @@ START_TEST(a_call_whose_thread_blocks_the_library_signal_still_returns)
 		ck_assert_int_eq(write(c.peer, "x", 1), 1);
 		assert_ok(bg_join(&c), 1);
 	}
-	ck_assert_int_eq(still_blocked, 1);
+	ck_assert_int_eq(b.still_blocked, 1);
 	ck_assert_int_eq(sc_token_destroy(&tok), 0);
 	bg_close_pipe(&c);
 }
