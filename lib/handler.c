@@ -9,9 +9,17 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+struct sc_signal_counts sc_signal_counts;
+
+static void count(uint64_t *n)
+{
+	__atomic_fetch_add(n, 1, __ATOMIC_RELAXED);
+}
+
 #ifdef SC_HAVE_STUB
 extern const char sc_stub_enter_label[] __asm__("sc_stub_enter") SC_HIDDEN;
 extern const char sc_stub_begin[] SC_HIDDEN;
+extern const char sc_stub_syscall[] SC_HIDDEN;
 extern const char sc_stub_end[] SC_HIDDEN;
 extern const char sc_stub_cancel[] SC_HIDDEN;
 extern const char sc_stub_leave[] SC_HIDDEN;
@@ -33,13 +41,22 @@ static void redeliver_after_nested_handler(ucontext_t *uc, int sig)
 	syscall(SYS_tgkill, sc_g.pid, gettid(), sig);
 }
 
+#ifdef SC_WIDE_WINDOW
+int sc_pc_check = 1;
+#else
+#define sc_pc_check 1
+#endif
+
 static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
 {
 	uintptr_t pc = uc->uc_mcontext.gregs[REG_RIP];
 
-	if (in_range(pc, sc_stub_begin, sc_stub_end))
-		uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)sc_stub_cancel;
-	else if (load_relaxed(&s->inside) &&
+	if (in_range(pc, sc_stub_begin, sc_stub_end)) {
+		if (pc < (uintptr_t)sc_stub_syscall)
+			count(&sc_signal_counts.window);
+		if (sc_pc_check)
+			uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)sc_stub_cancel;
+	} else if (load_relaxed(&s->inside) &&
 		 !in_range(pc, sc_stub_enter_label, sc_stub_leave))
 		redeliver_after_nested_handler(uc, sig);
 }
@@ -79,6 +96,8 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 	struct sc_slot *s = sc_self;
 	int saved_errno = errno;
 
+	if (!s || (!call_active(s) && !load_acquire(&s->exiting)))
+		count(&sc_signal_counts.stray);
 	if (s && call_active(s)) {
 		if (!call_aborted(s) && sc_deadline_passed(s))
 			store_relaxed(&s->abort, s->call);

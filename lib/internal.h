@@ -46,7 +46,7 @@ struct sc_slot {
 	int64_t deadline;	/* effective deadline of the call in flight */
 	uint32_t pins;		/* cancellers looking at this slot, and signals on their way */
 	uint32_t signal_pins;	/* of those pins, the ones our signals carry */
-	int exit_waiting;	/* the owner waits for pins to drop */
+	int exiting;		/* the owner is in the slow end of a call */
 	int timer;		/* kernel id of the owner's deadline timer, -1 if none */
 	int timer_armed;
 	int via_ring;		/* the call in flight goes through the thread's io_uring */
@@ -91,6 +91,7 @@ void sc_registry_after_fork(void) SC_HIDDEN;
 typedef int sc_slot_fn(struct sc_slot *s, void *arg);
 void sc_slot_unpin(struct sc_slot *s) SC_HIDDEN;
 void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg) SC_HIDDEN;
+void sc_registry_count(unsigned *slots, unsigned *taken) SC_HIDDEN;
 
 /* token.c; priv_state holds a magic number saying live or dead, plus flags */
 #define SC_TOK_CANCELLED 0x1
@@ -118,6 +119,20 @@ int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
 int sc_handler_install(int signo) SC_HIDDEN;
 int sc_send_cancel(struct sc_slot *s, uint64_t call) SC_HIDDEN;
 void sc_signal_unstick(struct sc_slot *s) SC_HIDDEN;
+
+/*
+ * What the handler saw, for the torture suite (which links the library's
+ * objects and reads these directly).  stray: library signals that landed on
+ * a thread outside any syscancel call, which must never happen.
+ */
+struct sc_signal_counts {
+	uint64_t window;	/* cancels that landed between the abort check and the syscall */
+	uint64_t stray;
+};
+extern struct sc_signal_counts sc_signal_counts SC_HIDDEN;
+#ifdef SC_WIDE_WINDOW
+extern int sc_pc_check SC_HIDDEN;	/* 0: the handler never diverts, to prove the tests fail */
+#endif
 
 /* the stub, lib/arch/<arch>/: the syscall nr with its six arguments */
 long sc_stub_enter(struct sc_slot *s, long nr, long a1, long a2, long a3,

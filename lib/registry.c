@@ -122,7 +122,7 @@ void sc_registry_after_fork(void)
 	for (struct sc_slot *s = registry_head; s; s = s->next) {
 		s->pins = 0;
 		s->signal_pins = 0;
-		s->exit_waiting = 0;
+		s->exiting = 0;
 		s->timer = -1;
 		s->timer_armed = 0;
 		s->deadline = SC_NO_DEADLINE;	/* it went with the timer */
@@ -142,7 +142,7 @@ void sc_registry_after_fork(void)
 void sc_slot_unpin(struct sc_slot *s)
 {
 	if (__atomic_fetch_sub(&s->pins, 1, __ATOMIC_RELEASE) == 1 &&
-	    load_acquire(&s->exit_waiting))
+	    load_acquire(&s->exiting))
 		syscall(SYS_futex, &s->pins, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
@@ -172,22 +172,34 @@ static void wait_unpinned(struct sc_slot *s)
 
 	const struct timespec patience = { 0, 50000000 };
 
-	store_relaxed(&s->exit_waiting, 1);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	while ((pins = load_acquire(&s->pins)))
 		if (syscall(SYS_futex, &s->pins, FUTEX_WAIT_PRIVATE, pins, &patience,
 			    NULL, 0) && errno == ETIMEDOUT)
 			sc_signal_unstick(s);
-	store_relaxed(&s->exit_waiting, 0);
 	/* A signal sent while we were pinned may be pending: take it now, harmlessly. */
 	syscall(SYS_getppid);
 }
 
-/* A call ends while pinned, or with its deadline timer armed. */
+/*
+ * A call ends while pinned, or with its deadline timer armed.  Until
+ * exiting drops, a signal of the library that lands is still in the call.
+ */
 void sc_call_exit_slow(struct sc_slot *s)
 {
+	store_relaxed(&s->exiting, 1);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (load_acquire(&s->pins))
 		wait_unpinned(s);
 	if (load_relaxed(&s->timer_armed))
 		sc_deadline_disarm(s);
+	store_release(&s->exiting, 0);
+}
+
+void sc_registry_count(unsigned *slots, unsigned *taken)
+{
+	*slots = *taken = 0;
+	for (struct sc_slot *s = load_acquire(&registry_head); s; s = s->next) {
+		++*slots;
+		*taken += load_relaxed(&s->tid) != 0;
+	}
 }

@@ -9,10 +9,16 @@
  * the syscall instruction the result is the kernel's and is kept.
  *
  * Slot offsets: call 0, abort 8, inside 16 (struct sc_slot in internal.h).
+ *
+ * The test build (--enable-wide-window) spins between the check and the
+ * syscall instruction, so a black-box test can land cancels there.
  */
+#include "config.h"
+#define WIDE_WINDOW_SPINS 256
+
 	.text
-	.globl sc_stub_enter, sc_stub_begin, sc_stub_end, sc_stub_cancel, sc_stub_leave
-	.hidden sc_stub_enter, sc_stub_begin, sc_stub_end, sc_stub_cancel, sc_stub_leave
+	.globl sc_stub_enter, sc_stub_begin, sc_stub_syscall, sc_stub_end, sc_stub_cancel, sc_stub_leave
+	.hidden sc_stub_enter, sc_stub_begin, sc_stub_syscall, sc_stub_end, sc_stub_cancel, sc_stub_leave
 	.type sc_stub_enter, @function
 	.p2align 4
 sc_stub_enter:
@@ -33,6 +39,13 @@ sc_stub_begin:
 	mov %r9, %r10
 	mov 16(%rsp), %r8
 	mov 24(%rsp), %r9
+#ifdef SC_WIDE_WINDOW
+	mov $WIDE_WINDOW_SPINS, %r11d	/* r11 and rcx die in the syscall anyway */
+1:	pause
+	dec %r11d
+	jnz 1b
+#endif
+sc_stub_syscall:
 	syscall
 sc_stub_end:
 	movl $0, 16(%rbx)
