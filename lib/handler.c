@@ -189,8 +189,9 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call)
 		if (!send_signal(tid, PIN_COOKIE))
 			return 1;
 		__atomic_fetch_sub(&s->signal_pins, 1, __ATOMIC_RELAXED);
-	} else {
-		send_signal(tid, 0);
+		count(&sc_signal_counts.refused);
+	} else if (send_signal(tid, 0)) {
+		count(&sc_signal_counts.refused);
 	}
 	kick_timer(s);
 	return 0;

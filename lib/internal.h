@@ -128,6 +128,7 @@ void sc_signal_unstick(struct sc_slot *s) SC_HIDDEN;
 struct sc_signal_counts {
 	uint64_t window;	/* cancels that landed between the abort check and the syscall */
 	uint64_t stray;
+	uint64_t refused;	/* sends the full signal queue refused: the timer took over */
 };
 extern struct sc_signal_counts sc_signal_counts SC_HIDDEN;
 #ifdef SC_WIDE_WINDOW

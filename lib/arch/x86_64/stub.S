@@ -14,7 +14,7 @@
  * syscall instruction, so a black-box test can land cancels there.
  */
 #include "config.h"
-#define WIDE_WINDOW_SPINS 256
+#define WIDE_WINDOW_SPINS 4096
 
 	.text
 	.globl sc_stub_enter, sc_stub_begin, sc_stub_syscall, sc_stub_end, sc_stub_cancel, sc_stub_leave

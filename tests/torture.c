@@ -1,0 +1,242 @@
+/*
+ * tests/torture [--full] [--no-pc-check]: every torture case, each in a
+ * child process, with its counts printed and the run's totals at the end.
+ * CK_RUN_CASE picks one case (race, storm, nested, churn, fork, queue).
+ */
+#define _GNU_SOURCE
+#include "torture.h"
+#include "config.h"
+#include "../lib/internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+bool torture_full;
+
+/* The run's totals, in memory shared with the children that run the cases. */
+static struct totals {
+	struct tally t;
+	long window;
+	long cases;
+	long races;
+} *totals;
+
+/* The wide-window build must land cancels in the window thousands of times. */
+#define WIDE_WINDOW_HITS 1000
+
+long torture_scaled(long short_count)
+{
+	return torture_full ? short_count * TORTURE_FULL_SCALE : short_count;
+}
+
+uint64_t window_hits(void)
+{
+	return __atomic_load_n(&sc_signal_counts.window, __ATOMIC_RELAXED);
+}
+
+uint64_t stray_signals(void)
+{
+	return __atomic_load_n(&sc_signal_counts.stray, __ATOMIC_RELAXED);
+}
+
+uint64_t refused_signals(void)
+{
+	return __atomic_load_n(&sc_signal_counts.refused, __ATOMIC_RELAXED);
+}
+
+void registry_slots(unsigned *slots, unsigned *taken)
+{
+	sc_registry_count(slots, taken);
+}
+
+static void print_tally(const char *name, const struct tally *t, long window)
+{
+	printf("%-16s attempts %8ld  cancelled %8ld  completed %8ld | hangs %ld  bad bytes %ld  "
+	       "spurious %ld  lost cancels %ld  stray EINTR %ld  stray signals %ld  errors %ld | "
+	       "window hits %ld\n",
+	       name, t->attempts, t->cancelled, t->completed, t->hangs, t->bad_bytes,
+	       t->spurious, t->lost_cancels, t->stray_eintr, t->stray_signals, t->errors, window);
+	fflush(stdout);
+}
+
+static long failures(const struct tally *t)
+{
+	return t->hangs + t->bad_bytes + t->spurious + t->lost_cancels + t->stray_eintr +
+	       t->stray_signals + t->errors;
+}
+
+void count_race(void)
+{
+	add(&totals->races, 1);
+}
+
+void tally_report(const char *name, const struct tally *t, long window)
+{
+	const long *from = (const long *)t;
+	long *to = (long *)&totals->t;
+
+	print_tally(name, t, window);
+	for (size_t i = 0; i < sizeof(*t) / sizeof(long); i++)
+		add(&to[i], from[i]);
+	add(&totals->window, window);
+	add(&totals->cases, 1);
+	ck_assert_msg(!failures(t), "%s: %ld failures", name, failures(t));
+}
+
+int make_eventfd(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+
+void post_eventfd(int fd)
+{
+	uint64_t one = 1;
+
+	ck_assert_int_eq(write(fd, &one, sizeof(one)), sizeof(one));
+}
+
+int wait_readable_counting_eintr(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct timespec bound = { 30, 0 };
+	sigset_t mask, foreign;
+	uint64_t v;
+	int eintr = 0, n;
+
+	pthread_sigmask(SIG_SETMASK, NULL, &mask);
+	foreign_signal_set(&foreign);
+	sigorset(&mask, &mask, &foreign);
+	while ((n = ppoll(&p, 1, &bound, &mask)) < 0 && errno == EINTR)
+		eintr++;
+	ck_assert_msg(n == 1, "ppoll: %d (%s)", n, n ? strerror(errno) : "timed out");
+	ck_assert_int_eq(read(fd, &v, sizeof(v)), sizeof(v));
+	return eintr;
+}
+
+long stream_check(uint64_t *pos, const uint8_t *buf, size_t n)
+{
+	long bad = 0;
+
+	for (size_t i = 0; i < n; i++)
+		bad += buf[i] != stream_byte((*pos)++);
+	return bad;
+}
+
+void stream_fill(uint64_t *pos, uint8_t *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf[i] = stream_byte((*pos)++);
+}
+
+void disable_pc_check(void)
+{
+#ifdef SC_WIDE_WINDOW
+	sc_pc_check = 0;
+#else
+	fprintf(stderr, "--no-pc-check needs a build configured with --enable-wide-window\n");
+	exit(2);
+#endif
+}
+
+START_TEST(race)
+{
+	torture_race(_i);
+}
+END_TEST
+
+START_TEST(storm)
+{
+	torture_race_under_storm(_i);
+}
+END_TEST
+
+START_TEST(nested)
+{
+	torture_nested(_i);
+}
+END_TEST
+
+START_TEST(churn)
+{
+	torture_churn();
+}
+END_TEST
+
+START_TEST(fork_during_calls)
+{
+	torture_fork();
+}
+END_TEST
+
+START_TEST(queue)
+{
+	torture_queue();
+}
+END_TEST
+
+static Suite *torture_suite(void)
+{
+	Suite *s = suite_create("torture");
+	double bound = torture_full ? 3600 : 300;
+
+	tcase_add_loop_test(add_tcase(s, "race", bound, init_library), race, 0, torture_kind_count);
+	tcase_add_loop_test(add_tcase(s, "storm", bound, init_library), storm, 0, torture_kind_count);
+	tcase_add_loop_test(add_tcase(s, "nested", bound, init_library), nested, 0, 2);
+	tcase_add_test(add_tcase(s, "churn", bound, init_library), churn);
+	tcase_add_test(add_tcase(s, "fork", bound, init_library), fork_during_calls);
+	tcase_add_test(add_tcase(s, "queue", bound, init_library), queue);
+	return s;
+}
+
+static bool pc_check = true;
+
+/* Whether the wide-window build hit its window as often as it must. */
+static bool window_hit_enough(void)
+{
+#ifdef SC_WIDE_WINDOW
+	if (pc_check && totals->races == 2 * torture_kind_count &&
+	    totals->window < WIDE_WINDOW_HITS) {
+		printf("torture: only %ld cancels landed in the widened window\n", totals->window);
+		return false;
+	}
+#endif
+	return true;
+}
+
+static void parse_options(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--full")) {
+			torture_full = true;
+		} else if (!strcmp(argv[i], "--no-pc-check")) {
+			disable_pc_check();
+			pc_check = false;
+		} else {
+			fprintf(stderr, "usage: %s [--full] [--no-pc-check]\n", argv[0]);
+			exit(2);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	parse_options(argc, argv);
+	totals = mmap(NULL, sizeof(*totals), PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (totals == MAP_FAILED)
+		return 99;
+	printf("torture: %s run\n", torture_full ? "full" : "short");
+	int status = run_suite(torture_suite(), CK_FORK);
+	print_tally("total", &totals->t, totals->window);
+	printf("torture: %ld cases reported, failure counts %s\n", totals->cases,
+	       failures(&totals->t) ? "NOT all 0" : "all 0");
+	return window_hit_enough() ? status : EXIT_FAILURE;
+}
