@@ -21,18 +21,6 @@ static void set_nonblocking(int fd, bool on)
 	ck_assert_int_eq(fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK), 0);
 }
 
-static void write_all(int fd, const uint8_t *buf, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, buf, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		ck_assert_msg(w > 0, "write: %s", strerror(errno));
-		buf += w;
-		n -= (size_t)w;
-	}
-}
-
 /* Read what fd holds now (it is non-blocking) and check it against the stream. */
 static void drain_checked(struct race *r, int fd)
 {
@@ -53,11 +41,13 @@ static void count_unequal(struct race *r, uint64_t a, uint64_t b)
 static void pipe_setup(struct race *r)
 {
 	make_pipe(r->fds);
+	set_nonblocking(r->fds[1], true);
 }
 
 static void socketpair_setup(struct race *r)
 {
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->fds), 0);
+	set_nonblocking(r->fds[1], true);
 }
 
 static sc_result read_call(struct race *r, sc_token *tok, uint32_t rnd)
@@ -75,12 +65,23 @@ static void read_after_ok(struct race *r, sc_result res)
 	add(&r->t.bad_bytes, stream_check(&r->received, r->call_buf, (size_t)res.value));
 }
 
+/*
+ * Never blocks: a full pipe or socket already holds the data a call needs,
+ * and a supplier stuck there would hold up the worker waiting for it.
+ */
 static void bytes_supply(struct race *r, uint32_t rnd)
 {
+	uint64_t pos = r->sent;
 	size_t n = 1 + rnd % 16;
+	ssize_t w;
 
-	stream_fill(&r->sent, r->supply_buf, n);
-	write_all(r->fds[1], r->supply_buf, n);
+	stream_fill(&pos, r->supply_buf, n);
+	while ((w = write(r->fds[1], r->supply_buf, n)) < 0 && errno == EINTR)
+		;
+	if (w > 0)
+		r->sent += (uint64_t)w;
+	else
+		ck_assert_msg(errno == EAGAIN, "supply: %s", strerror(errno));
 }
 
 static void stream_finish(struct race *r)
@@ -194,7 +195,7 @@ static void accept_after_ok(struct race *r, sc_result res)
 
 static void accept_supply(struct race *r, uint32_t rnd)
 {
-	int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	(void)rnd;
 	ck_assert_int_ge(c, 0);
