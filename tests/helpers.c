@@ -215,15 +215,22 @@ void bg_start_blocked(struct bg_call *c)
 		      c->res.value);
 }
 
-sc_result bg_join(struct bg_call *c)
+sc_result bg_wait(struct bg_call *c)
 {
 	int64_t end = sc_now_ns() + PROMPT_NS;
 	while (!bg_done(c)) {
 		ck_assert_msg(sc_now_ns() < end, "call in thread %d did not return", c->tid);
 		sched_yield();
 	}
-	pthread_join(c->thread, NULL);
 	return c->res;
+}
+
+sc_result bg_join(struct bg_call *c)
+{
+	sc_result r = bg_wait(c);
+
+	pthread_join(c->thread, NULL);
+	return r;
 }
 
 sc_result bg_read(struct bg_call *c)

@@ -11,6 +11,18 @@
 #include <sys/types.h>
 #include <syscancel.h>
 
+/* Built with ThreadSanitizer: GCC says so with a macro, clang with a feature. */
+#if defined(__SANITIZE_THREAD__)
+#define SC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SC_TSAN 1
+#endif
+#endif
+#ifndef SC_TSAN
+#define SC_TSAN 0
+#endif
+
 #define SEC_NS 1000000000LL
 #define MS_NS 1000000LL
 
@@ -112,7 +124,9 @@ bool bg_wait_blocked(struct bg_call *c);
 void bg_start_blocked(struct bg_call *c);
 /* Whether c's call has returned. */
 bool bg_done(const struct bg_call *c);
-/* Join; fail if it does not finish within PROMPT_NS. */
+/* Wait until c's call returns, within PROMPT_NS; the thread is left to exit on its own. */
+sc_result bg_wait(struct bg_call *c);
+/* bg_wait(), then join. */
 sc_result bg_join(struct bg_call *c);
 
 /* A bg_call fn: read up to sizeof(c->buf) bytes from c->fd into c->buf under c->tok. */
