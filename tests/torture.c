@@ -182,14 +182,30 @@ START_TEST(queue)
 }
 END_TEST
 
+#if SC_TSAN
+/* The fork case's children start threads; TSan would kill them for it. */
+const char *__tsan_default_options(void)
+{
+	return "die_after_fork=0";
+}
+#endif
+
 static Suite *torture_suite(void)
 {
 	Suite *s = suite_create("torture");
 	double bound = torture_full ? 3600 : 300;
 
 	tcase_add_loop_test(add_tcase(s, "race", bound, init_library), race, 0, torture_kind_count);
-	tcase_add_loop_test(add_tcase(s, "storm", bound, init_library), storm, 0, torture_kind_count);
-	tcase_add_loop_test(add_tcase(s, "nested", bound, init_library), nested, 0, 2);
+	/*
+	 * TSan runs an application's handlers only at its next intercepted
+	 * call, never on a thread blocked in the library's raw syscall: the
+	 * cases that need them to run there cannot pass under it.
+	 */
+	if (!SC_TSAN) {
+		tcase_add_loop_test(add_tcase(s, "storm", bound, init_library), storm, 0,
+				    torture_kind_count);
+		tcase_add_loop_test(add_tcase(s, "nested", bound, init_library), nested, 0, 2);
+	}
 	tcase_add_test(add_tcase(s, "churn", bound, init_library), churn);
 	tcase_add_test(add_tcase(s, "fork", bound, init_library), fork_during_calls);
 	tcase_add_test(add_tcase(s, "queue", bound, init_library), queue);
