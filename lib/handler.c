@@ -145,14 +145,12 @@ int sc_handler_install(int signo)
 /* value tells the handler whether the signal carries a pin. */
 static int send_signal(int tid, int value)
 {
-	siginfo_t si = {
-		.si_signo = sc_g.signo,
-		.si_code = SI_QUEUE,
-		.si_pid = sc_g.pid,
-		.si_uid = sc_g.uid,
-		.si_value.sival_int = value,
-	};
+	siginfo_t si = { .si_signo = sc_g.signo, .si_code = SI_QUEUE };
 
+	/* Assigned, not designated: the three share a union in glibc's siginfo_t. */
+	si.si_pid = sc_g.pid;
+	si.si_uid = sc_g.uid;
+	si.si_value.sival_int = value;
 	return syscall(SYS_rt_tgsigqueueinfo, sc_g.pid, tid, sc_g.signo, &si) ? errno : 0;
 }
 
