@@ -96,7 +96,12 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 	struct sc_slot *s = sc_self;
 	int saved_errno = errno;
 
-	if (!s || (!call_active(s) && !load_acquire(&s->exiting)))
+	/*
+	 * Between clearing the in-flight bit and the slow end of a call, only a
+	 * signal a pin or the armed timer stands for can land; it is in the call.
+	 */
+	if (!s || (!call_active(s) && !load_acquire(&s->exiting) &&
+		   !load_acquire(&s->pins) && !load_acquire(&s->timer_armed)))
 		count(&sc_signal_counts.stray);
 	if (s && call_active(s)) {
 		if (!call_aborted(s) && sc_deadline_passed(s))
