@@ -14,9 +14,9 @@
  * FUZZ_TRACE=1 prints the operations as they run.  FUZZ_KNOWN_BUGS=1 also
  * exercises what the library is known to get wrong, which the default run
  * steers around: garbage-filled and freed tokens, non-blocking descriptors,
- * bad poll arrays, pread/pwrite offsets and extra poll events on io_uring,
- * and a deadline that fires as its call ends (a library signal outside a
- * call).
+ * bad poll arrays, pread/pwrite offsets, extra poll events and connects
+ * missing a deadline on io_uring, and a deadline that fires as its call ends
+ * (a library signal outside a call).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -508,10 +508,18 @@ static bool call_must_end(const struct job *j)
 	}
 }
 
+/* Known bug: through io_uring, a connect may miss a deadline moved earlier while it starts. */
+static bool deadline_passed(const struct job *j)
+{
+	if (j->on_uring && is_kind(j, J_CONNECT) && j->deadline_moved && !known_bugs)
+		return false;
+	return j->dl_bound <= now_ns();
+}
+
 static bool must_end(const struct job *j)
 {
 	return j->dead_at_start || j->destroyed || j->cancelled_at_start || j->cancel_seen ||
-	       j->dl_bound <= now_ns() || call_must_end(j);
+	       deadline_passed(j) || call_must_end(j);
 }
 
 static void run_call(struct call *c)
@@ -599,7 +607,6 @@ static void start_worker(struct worker *w)
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&w->lock, NULL);
 	w->state = W_IDLE;
-	w->uring = uring_default;
 	require(pthread_create(&w->thread, NULL, worker_main, w) == 0);
 	w->running = true;
 }
@@ -789,7 +796,8 @@ static void check_poll_job(struct job *j, sc_result r)
 	require(r.value == 1 || c->timeout_ms >= 0);
 	/* Known bug: io_uring's poll reports POLLRDHUP, which poll(2) does only when asked. */
 	short extra = j->on_uring && !known_bugs ? POLLRDHUP : 0;
-	require(!(c->pfd.revents & ~(c->flags | POLLERR | POLLHUP | extra)));
+	if (c->pfd.revents & ~(c->flags | POLLERR | POLLHUP | extra))
+		fail("poll for %#x reported %#x", c->flags, c->pfd.revents);
 }
 
 static void check_epoll_job(struct job *j, sc_result r)
@@ -1799,6 +1807,8 @@ static void setup(unsigned config)
 	W.op_name = "setup";
 	W.first_free_fd = lowest_free_fd();
 	W.on_uring = uring_default;
+	for (int k = 0; k < NWORK; k++)
+		W.work[k].uring = uring_default;
 	memset(&zero_tok, 0, sizeof(zero_tok));
 	memset(&garbage_tok, config | 1, sizeof(garbage_tok));
 	for (int t = 0; t < NTOK; t++) {
