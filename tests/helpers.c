@@ -64,6 +64,14 @@ void wait_at_least(const long *p, long v, const char *what, ...)
 	}
 }
 
+int64_t stretched(int64_t ns)
+{
+	const char *m = getenv("CK_TIMEOUT_MULTIPLIER");
+	long k = m ? strtol(m, NULL, 10) : 1;
+
+	return k > 1 ? ns * k : ns;
+}
+
 void spin_ns(int64_t ns)
 {
 	int64_t end = sc_now_ns() + ns;

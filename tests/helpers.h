@@ -79,6 +79,8 @@ static inline uint32_t xorshift(uint32_t *s)
 	return *s;
 }
 
+/* ns times CK_TIMEOUT_MULTIPLIER: a bound for work that slows down with the whole run. */
+int64_t stretched(int64_t ns);
 /* Busy-wait for ns: a delay that never sleeps in the kernel. */
 void spin_ns(int64_t ns);
 /* Join t, failing if it has not finished within ns. */
