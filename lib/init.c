@@ -140,13 +140,14 @@ static int init_locked(const sc_config *cfg)
 	err = sc_handler_install(signo);
 	if (err)
 		return err;
-	sc_g.signo = signo;
 	sc_g.pid = getpid();
 	sc_g.uid = getuid();
 	sc_g.uring_default = backend == SC_BACKEND_URING;
 	init_backend = backend;
 	register_membarrier();
 	pthread_atfork(NULL, NULL, after_fork_child);
+	/* Last: cancels and deadlines test it without the lock, then walk the registry. */
+	store_release(&sc_g.signo, signo);
 	store_release(&init_state, INIT_DONE);
 	return 0;
 }

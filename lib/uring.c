@@ -21,6 +21,30 @@
 
 enum kind { PLAIN, POLL_ONE, SLEEP };
 
+/*
+ * liburing maps and unmaps rings with raw syscalls, unseen by
+ * ThreadSanitizer: a thread's new ring at the address of an exited
+ * thread's looks shared with it.  The kernel orders the unmapping before
+ * any mapping that reuses the address; tell ThreadSanitizer so.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define SC_TSAN_RINGS 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SC_TSAN_RINGS 1
+#endif
+#endif
+#ifdef SC_TSAN_RINGS
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static char rings_unmapped;
+#define ring_unmapping() __tsan_release(&rings_unmapped)
+#define ring_mapped() __tsan_acquire(&rings_unmapped)
+#else
+#define ring_unmapping() ((void)0)
+#define ring_mapped() ((void)0)
+#endif
+
 static int probe_err;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
@@ -73,6 +97,7 @@ static int ring_open(struct sc_slot *s)
 		free(ring);
 		return err;
 	}
+	ring_mapped();
 	s->ring = ring;
 	store_release(&s->ring_fd, ring->ring_fd);
 	return 0;
@@ -82,6 +107,7 @@ void sc_uring_release(struct sc_slot *s)
 {
 	if (!s->ring)
 		return;
+	ring_unmapping();
 	io_uring_queue_exit(s->ring);
 	free(s->ring);
 	s->ring = NULL;

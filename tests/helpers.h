@@ -43,6 +43,8 @@ void init_library(void);
 TCase *add_tcase(Suite *s, const char *name, double timeout_s, void (*setup)(void));
 /* The suites run a second time with SYSCANCEL_BACKEND=uring (tests/uring.sh). */
 bool backend_is_uring(void);
+/* Running under valgrind (make check-valgrind). */
+bool under_valgrind(void);
 
 /* Run s; mode CK_FORK_GETENV follows $CK_FORK.  Returns main's exit status. */
 int run_suite(Suite *s, enum fork_status mode);
@@ -77,6 +79,8 @@ static inline uint32_t xorshift(uint32_t *s)
 	return *s;
 }
 
+/* ns times CK_TIMEOUT_MULTIPLIER: a bound for work that slows down with the whole run. */
+int64_t stretched(int64_t ns);
 /* Busy-wait for ns: a delay that never sleeps in the kernel. */
 void spin_ns(int64_t ns);
 /* Join t, failing if it has not finished within ns. */

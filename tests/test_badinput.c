@@ -296,7 +296,8 @@ static const struct {
 	int rtmin_offset, rtmax_offset;	/* the signal: SIGRTMIN + one, or SIGRTMAX - other */
 } signal_spellings[] = {
 	{ "RTMIN+7", 7, -1 }, { "SIGRTMIN+7", 7, -1 }, { "RTMAX-4", -1, 4 },
-	{ "SIGRTMAX-2", -1, 2 }, { "RTMIN", 0, -1 }, { "SIGRTMAX", -1, 0 }, { "", 7, -1 },
+	{ "SIGRTMAX-2", -1, 2 }, { "RTMIN", 0, -1 }, { "", 7, -1 },
+	{ "SIGRTMAX", -1, 0 },	/* last: valgrind keeps SIGRTMAX for itself */
 };
 
 START_TEST(signal_from_environment_is_used)
@@ -418,7 +419,8 @@ int main(void)
 	tcase_add_test(init, init_twice_with_different_signals_is_EALREADY);
 	tcase_add_test(init, init_twice_with_same_signal_succeeds);
 	tcase_add_test(init, init_after_first_call_with_another_signal_is_EALREADY);
-	tcase_add_loop_test(init, signal_from_environment_is_used, 0, ARRAY_SIZE(signal_spellings));
+	tcase_add_loop_test(init, signal_from_environment_is_used, 0,
+			    ARRAY_SIZE(signal_spellings) - under_valgrind());
 	tcase_add_loop_test(init, garbage_signal_in_environment_makes_calls_fail_with_EINVAL,
 			    0, ARRAY_SIZE(garbage_signals));
 	tcase_add_loop_test(init, garbage_signal_in_environment_makes_init_EINVAL,

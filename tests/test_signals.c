@@ -115,9 +115,14 @@ START_TEST(foreign_signals_neither_shorten_nor_stretch_a_sleep)
 	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
 	bg_start_blocked(&c);
 
-	/* Hammer: one signal at a time, each sent once the previous one ran. */
+	/*
+	 * Hammer: one signal at a time, each sent once the previous one ran and
+	 * the thread sleeps again.  ThreadSanitizer holds back a handler for a
+	 * signal that lands outside the kernel until the thread's next
+	 * instrumented code, which may be after the whole sleep.
+	 */
 	int64_t end = sc_now_ns() + PROMPT_NS;
-	while (!bg_done(&c) && sc_now_ns() < end) {
+	while (bg_wait_blocked(&c) && sc_now_ns() < end) {
 		long seen = load(&app_signals);
 
 		pthread_kill(c.thread, SIGUSR1);
@@ -391,7 +396,7 @@ START_TEST(application_sleeps_between_calls_never_see_eintr_while_cancels_fly)
 	if (i4_cancellers[_i].delayed)
 		ck_assert_int_eq(pthread_create(&kicker, NULL, kicker_main, &canceller), 0);
 	ck_assert_int_eq(pthread_create(&worker, NULL, i4_worker, run), 0);
-	join_within(worker, 40 * SEC_NS, "worker");
+	join_within(worker, stretched(40 * SEC_NS), "worker");
 	join_within(canceller, PROMPT_NS, "canceller");
 	if (i4_cancellers[_i].delayed) {
 		store(&kicker_stop, 1);
@@ -559,6 +564,20 @@ static void hold_until_go(int sig)
 		sched_yield();
 	/* The cancel's signal is pending by now: take it here, inside this handler. */
 	sched_yield();
+}
+
+/*
+ * Case i of the test below can run here.  Where the application's handler
+ * leaves the library's signal open (bit 0 clear), the library's handler
+ * finds itself on top of it and blocks its signal in the ucontext until the
+ * application's handler returns; valgrind ignores that mask, delivers the
+ * signal again at once, and the thread never leaves the library's handler.
+ */
+static bool landing_case_runs(int i)
+{
+	if ((i & 2) && !restarted_reads_run_handlers())
+		return false;
+	return (i & 1) || !under_valgrind() || backend_is_uring();
 }
 
 /* _i: bit 0 the library's signal blocked while the handler runs, bit 1 SA_RESTART. */
@@ -762,8 +781,11 @@ int main(void)
 	tcase_add_test(tc, a_late_library_signal_never_cancels_the_next_call_of_the_same_thread);
 	tcase_add_loop_test(tc, a_deadline_outlived_by_its_call_never_fires_into_application_code,
 			    0, 2);
-	tcase_add_loop_test(tc, cancel_landing_during_an_application_handler_still_cancels_the_read,
-			    0, cases(4, 2));
+	for (int i = 0; i < 4; i++)
+		if (landing_case_runs(i))
+			tcase_add_loop_test(tc,
+				cancel_landing_during_an_application_handler_still_cancels_the_read,
+				i, i + 1);
 	if (restarted_reads_run_handlers())
 		tcase_add_test(tc,
 			       repeated_cancels_of_a_call_that_cannot_take_the_signal_queue_one_signal);

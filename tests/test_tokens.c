@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <stdlib.h>
 
 #include <syscancel.h>
 #include "helpers.h"
@@ -398,6 +399,44 @@ START_TEST(call_with_destroyed_token_is_EINVAL_and_has_no_effect)
 }
 END_TEST
 
+/*
+ * The first call initialises the library while another thread cancels and
+ * sets deadlines, which look at whether the library is initialised without
+ * taking its lock.  ThreadSanitizer checks that look is no data race.
+ */
+struct token_churn {
+	long stop, rounds;
+};
+
+static void *cancel_and_set_deadlines(void *arg)
+{
+	struct token_churn *c = arg;
+
+	for (long i = 0; !load(&c->stop); i++) {
+		sc_token t;
+
+		if (sc_token_init(&t, NULL) || sc_token_set_timeout(&t, SEC_NS) ||
+		    sc_cancel(&t) || sc_token_destroy(&t))
+			abort();
+		store(&c->rounds, i + 1);
+	}
+	return NULL;
+}
+
+START_TEST(the_first_call_initialises_the_library_while_another_thread_cancels)
+{
+	static struct token_churn c;
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, cancel_and_set_deadlines, &c), 0);
+	wait_at_least(&c.rounds, 1, "the other thread cancels");
+	assert_ok(sc_sleep(NULL, 0), 0);
+	wait_at_least(&c.rounds, load(&c.rounds) + 1, "the other thread cancels again");
+	store(&c.stop, 1);
+	join_within(t, PROMPT_NS, "the other thread");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("tokens");
@@ -423,5 +462,8 @@ int main(void)
 	tcase_add_test(tc, operations_racing_a_failing_destroy_still_succeed);
 	tcase_add_test(tc, double_destroy_is_EINVAL);
 	tcase_add_test(tc, call_with_destroyed_token_is_EINVAL_and_has_no_effect);
+	/* Not initialised up front. */
+	tc = add_tcase(s, "first call", 30, NULL);
+	tcase_add_test(tc, the_first_call_initialises_the_library_while_another_thread_cancels);
 	return run_suite(s, CK_FORK_GETENV);
 }
