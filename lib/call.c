@@ -75,10 +75,17 @@ int sc_check_chain(struct sc_slot *s, sc_token *tok, sc_result *r, int64_t *dead
 	int64_t dl;
 	int st;
 
-	sc_chain_mark(tok, load_relaxed(&s->tid));
-	/* A token being destroyed: its destroy sees this call and gives up, or the token dies. */
-	while ((st = sc_chain_check(tok, &dl)) == SC_CHAIN_DYING)
+	/*
+	 * A token being destroyed: its destroy sees this call and gives up, or
+	 * the token dies.  A mark cut short by a destroy that gave up is redone.
+	 */
+	for (;;) {
+		int marked = sc_chain_mark(tok, load_relaxed(&s->tid));
+		st = sc_chain_check(tok, &dl);
+		if (st != SC_CHAIN_DYING && (marked || st != SC_CHAIN_LIVE))
+			break;
 		sched_yield();
+	}
 	switch (st) {
 	case SC_CHAIN_CANCELLED:
 		*r = cancelled;

@@ -102,7 +102,7 @@ void sc_registry_count(unsigned *slots, unsigned *taken) SC_HIDDEN;
 /* priv_user: 0 before any call ran under the token, else the tid of the only
    thread whose calls did, or SC_TOK_SHARED */
 #define SC_TOK_SHARED (-1)
-void sc_chain_mark(sc_token *tok, int tid) SC_HIDDEN;
+int sc_chain_mark(sc_token *tok, int tid) SC_HIDDEN;
 enum { SC_CHAIN_LIVE, SC_CHAIN_DYING, SC_CHAIN_CANCELLED, SC_CHAIN_INVALID };
 int sc_chain_check(const sc_token *tok, int64_t *deadline) SC_HIDDEN;
 int sc_chain_contains(const sc_token *tok, const sc_token *ancestor) SC_HIDDEN;

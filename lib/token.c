@@ -11,18 +11,26 @@ static int state_of(const sc_token *tok)
 	return load_acquire(&tok->priv_state);
 }
 
+static int live_state(int st)
+{
+	return (st & ~SC_TOK_FLAGS) == SC_TOK_LIVE;
+}
+
 /* Initialised and not destroyed; a token whose destroy is deciding still counts. */
 static int is_live(const sc_token *tok)
 {
-	return tok && (state_of(tok) & ~SC_TOK_FLAGS) == SC_TOK_LIVE;
+	return tok && live_state(state_of(tok));
 }
 
-/* Waits out a destroy in progress: it ends within one registry walk. */
+/*
+ * Waits out a destroy in progress: it ends within one registry walk.  Only
+ * a live token can be dying; memory that was never a token returns at once.
+ */
 static int settled_state(const sc_token *tok)
 {
 	int st;
 
-	while ((st = state_of(tok)) & SC_TOK_DYING)
+	while (live_state(st = state_of(tok)) && (st & SC_TOK_DYING))
 		sched_yield();
 	return st;
 }
@@ -43,7 +51,7 @@ int sc_chain_check(const sc_token *tok, int64_t *deadline)
 
 	for (const sc_token *t = tok; t; t = t->priv_parent) {
 		int st = state_of(t);
-		if (unlikely((st & ~SC_TOK_FLAGS) != SC_TOK_LIVE))
+		if (unlikely(!live_state(st)))
 			return SC_CHAIN_INVALID;
 		if (st & SC_TOK_CANCELLED)
 			return SC_CHAIN_CANCELLED;
@@ -64,21 +72,39 @@ int sc_chain_contains(const sc_token *tok, const sc_token *ancestor)
 	return 0;
 }
 
+static void mark_user(sc_token *t, int tid)
+{
+	int user = 0;
+
+	if (!__atomic_compare_exchange_n(&t->priv_user, &user, tid, false,
+					 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) &&
+	    user != tid && user != SC_TOK_SHARED)
+		__atomic_exchange_n(&t->priv_user, SC_TOK_SHARED, __ATOMIC_SEQ_CST);
+}
+
 /*
  * Records which threads ran calls under each token of the chain, so that
  * destroy and set_deadline can skip the registry walk for a token no other
  * thread used.  A locked instruction, once per token and thread: it orders
  * the mark before the chain check, against those two functions.
+ *
+ * The walk climbs past a token only if it was live, and not dying, after
+ * its mark: its destroy then sees the mark and fails, so its parent, which
+ * cannot die before it, stays allocated.  A dead or never-initialised token
+ * ends the walk before its parent pointer is followed.  Returns whether the
+ * whole chain was marked.
  */
-void sc_chain_mark(sc_token *tok, int tid)
+int sc_chain_mark(sc_token *tok, int tid)
 {
 	for (sc_token *t = tok; t; t = t->priv_parent) {
-		int user = 0;
-		if (!__atomic_compare_exchange_n(&t->priv_user, &user, tid, false,
-						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) &&
-		    user != tid && user != SC_TOK_SHARED)
-			__atomic_exchange_n(&t->priv_user, SC_TOK_SHARED, __ATOMIC_SEQ_CST);
+		if (!live_state(state_of(t)))
+			return 0;
+		mark_user(t, tid);
+		int st = __atomic_load_n(&t->priv_state, __ATOMIC_SEQ_CST);
+		if (!live_state(st) || (st & SC_TOK_DYING))
+			return 0;
 	}
+	return 1;
 }
 
 /* Could a call of another thread be running under tok? */
@@ -100,7 +126,7 @@ int sc_token_init(sc_token *tok, sc_token *parent)
 		return EINVAL;
 	if (parent) {
 		__atomic_fetch_add(&parent->priv_children, 1, __ATOMIC_SEQ_CST);
-		if ((settled_state(parent) & ~SC_TOK_FLAGS) != SC_TOK_LIVE) {
+		if (!live_state(settled_state(parent))) {
 			__atomic_fetch_sub(&parent->priv_children, 1, __ATOMIC_SEQ_CST);
 			return EINVAL;
 		}
@@ -193,7 +219,7 @@ int64_t sc_token_deadline(const sc_token *tok)
 {
 	int64_t dl = SC_NO_DEADLINE;
 
-	if (!tok || (state_of(tok) & ~SC_TOK_FLAGS) != SC_TOK_LIVE)
+	if (!is_live(tok))
 		return SC_NO_DEADLINE;
 	for (const sc_token *t = tok; t; t = t->priv_parent) {
 		int64_t d = load_relaxed(&t->priv_deadline);
@@ -235,7 +261,7 @@ int sc_cancel(sc_token *tok)
 
 int sc_token_cause(const sc_token *tok)
 {
-	if (!tok || (state_of(tok) & ~SC_TOK_FLAGS) != SC_TOK_LIVE)
+	if (!is_live(tok))
 		return 0;
 	for (const sc_token *t = tok; t; t = t->priv_parent)
 		if (state_of(t) & SC_TOK_CANCELLED)
@@ -245,7 +271,7 @@ int sc_token_cause(const sc_token *tok)
 
 bool sc_is_cancelled(const sc_token *tok)
 {
-	if (!tok || (state_of(tok) & ~SC_TOK_FLAGS) != SC_TOK_LIVE)
+	if (!is_live(tok))
 		return false;
 	for (const sc_token *t = tok; t; t = t->priv_parent)
 		if (state_of(t) & SC_TOK_CANCELLED)

@@ -118,6 +118,40 @@ START_TEST(destroyed_token_is_EINVAL)
 }
 END_TEST
 
+/* Bytes a reused allocation may hold: every state flag set, or a pointer-like pattern. */
+static const unsigned char garbage_bytes[] = { 0xff, 0xa5, 0xbe };
+
+START_TEST(garbage_filled_token_is_EINVAL_and_left_untouched)
+{
+	unsigned char want[sizeof(sc_token)];
+	sc_token t;
+
+	memset(&t, garbage_bytes[_i], sizeof(t));
+	memcpy(want, &t, sizeof(t));
+	ck_assert_int_eq(sc_token_destroy(&t), EINVAL);	/* first: no destroy to wait out */
+	assert_token_rejected(&t);
+	ck_assert_msg(!memcmp(&t, want, sizeof(t)), "the library wrote to a garbage token");
+}
+END_TEST
+
+/* The parent's memory is reused once both are destroyed: the child must not lead there. */
+START_TEST(destroyed_child_of_a_reused_parent_is_EINVAL_and_leaves_the_parent_alone)
+{
+	unsigned char want[sizeof(sc_token)];
+	sc_token parent, child;
+
+	ck_assert_int_eq(sc_token_init(&parent, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&child, &parent), 0);
+	ck_assert_int_eq(sc_token_destroy(&child), 0);
+	ck_assert_int_eq(sc_token_destroy(&parent), 0);
+	memset(&parent, garbage_bytes[_i], sizeof(parent));
+	memcpy(want, &parent, sizeof(parent));
+	assert_token_rejected(&child);
+	ck_assert_msg(!memcmp(&parent, want, sizeof(parent)),
+		      "the library wrote to a destroyed token's former parent");
+}
+END_TEST
+
 START_TEST(negative_sleep_is_EINVAL)
 {
 	sc_token t;
@@ -406,6 +440,11 @@ int main(void)
 	tcase_add_test(tc, null_token_is_never_cancelled);
 	tcase_add_test(tc, zeroed_token_is_EINVAL);
 	tcase_add_test(tc, destroyed_token_is_EINVAL);
+	tcase_add_loop_test(tc, garbage_filled_token_is_EINVAL_and_left_untouched,
+			    0, ARRAY_SIZE(garbage_bytes));
+	tcase_add_loop_test(tc,
+			    destroyed_child_of_a_reused_parent_is_EINVAL_and_leaves_the_parent_alone,
+			    0, ARRAY_SIZE(garbage_bytes));
 	tcase_add_test(tc, negative_sleep_is_EINVAL);
 	tcase_add_test(tc, negative_deadline_is_EINVAL_and_changes_nothing);
 	tcase_add_test(tc, cancel_cause_that_is_not_positive_is_EINVAL_and_cancels_nothing);
