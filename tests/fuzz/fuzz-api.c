@@ -13,10 +13,8 @@
  *
  * FUZZ_TRACE=1 prints the operations as they run.  FUZZ_KNOWN_BUGS=1 also
  * exercises what the library is known to get wrong, which the default run
- * steers around: garbage-filled and freed tokens, non-blocking descriptors,
- * bad poll arrays, pread/pwrite offsets, extra poll events and connects
- * missing a deadline on io_uring, and a deadline that fires as its call ends
- * (a library signal outside a call).
+ * steers around: non-blocking descriptors, bad poll arrays, pread/pwrite
+ * offsets, extra poll events and connects missing a deadline on io_uring.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -261,7 +259,7 @@ static bool usable(int t)
 
 static int pick_tok(unsigned byte)
 {
-	return byte % (known_bugs ? TOK_GARBAGE + 1 : TOK_GARBAGE);
+	return byte % (TOK_GARBAGE + 1);
 }
 
 static unsigned chain_of(int t)
@@ -944,10 +942,10 @@ static bool held_by_job(int t)
 	return false;
 }
 
-/* Garbage-filled memory under FUZZ_KNOWN_BUGS: "never initialised" must still be EINVAL. */
+/* Not zeroed (ASan fills it): "never initialised" must still be EINVAL. */
 static sc_token *alloc_token(void)
 {
-	sc_token *t = known_bugs ? malloc(sizeof(*t)) : calloc(1, sizeof(*t));
+	sc_token *t = malloc(sizeof(*t));
 
 	require(t);
 	return t;
@@ -976,19 +974,12 @@ static bool maybe_in_use(int t)
 }
 
 /*
- * Freed memory must not be reached: not by a call, nor, unless bugs are
- * asked for, through the parent pointer of a dead token the program keeps.
+ * Freed memory must not be reached by a call.  The parent pointer of a dead
+ * token the program keeps may lead to freed memory: the library must not follow it.
  */
 static bool may_free(int t)
 {
-	const sc_token *mem = W.tok[t].mem;
-
-	if (held_by_job(t))
-		return false;
-	for (int i = 0; !known_bugs && i < NTOK; i++)
-		if (W.tok[i].mem && W.tok[i].parent_mem == mem)
-			return false;
-	return true;
+	return !held_by_job(t);
 }
 
 static void destroyed(int t)
@@ -1914,14 +1905,10 @@ static void close_all(void)
 	close(W.lock_b);
 }
 
-/*
- * The library signals a thread only inside a call.  Known bug: a deadline
- * timer that fires between the end of the call and sc_call_exit_slow()
- * setting exiting counts as stray, so only FUZZ_KNOWN_BUGS=1 checks this.
- */
+/* The library signals a thread only inside a call. */
 static void check_no_stray(void)
 {
-	if (known_bugs && __atomic_load_n(&sc_signal_counts.stray, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&sc_signal_counts.stray, __ATOMIC_RELAXED))
 		fail("%llu library signals landed outside a call",
 		     (unsigned long long)sc_signal_counts.stray);
 }
