@@ -341,7 +341,7 @@ static void run_stream(struct stream *s, const struct stream_sides *sides)
 	s->rd = p[0];
 	s->wr = p[1];
 	s->total = sides->total;
-	s->extend_until = sc_now_ns() + EXTEND_NS;
+	s->extend_until = sc_now_ns() + stretched(EXTEND_NS);
 	s->pace_ns = sides->pace_ns;
 	s->cur = s->returned = s->hazard = -1;
 	s->mismatch_at = -1;
@@ -350,12 +350,12 @@ static void run_stream(struct stream *s, const struct stream_sides *sides)
 	ck_assert_int_eq(pthread_create(&canceller, NULL, stream_canceller, s), 0);
 	ck_assert_int_eq(pthread_create(&plain_thread, NULL, sides->plain_side, s), 0);
 	ck_assert_int_eq(pthread_create(&sc_thread, NULL, sides->sc_side, s), 0);
-	join_watched(sc_thread, &s->progress, STREAM_BOUND_NS, "syscancel side");
+	join_watched(sc_thread, &s->progress, stretched(STREAM_BOUND_NS), "syscancel side");
 	ck_assert_msg(s->other == 0, "%ld unexpected results, first: status %d error %d value %ld",
 		      s->other, s->first_other.status, s->first_other.error,
 		      s->first_other.value);
-	join_watched(plain_thread, &s->progress, STREAM_BOUND_NS, "plain side");
-	join_watched(canceller, &s->progress, STREAM_BOUND_NS, "canceller");
+	join_watched(plain_thread, &s->progress, stretched(STREAM_BOUND_NS), "plain side");
+	join_watched(canceller, &s->progress, stretched(STREAM_BOUND_NS), "canceller");
 	close(p[0]);
 	ck_assert_msg(s->mismatch_at < 0, "byte %ld of the stream is wrong", s->mismatch_at);
 	ck_assert_int_eq(s->checked, s->written);
