@@ -58,6 +58,8 @@ static void fill_stream(unsigned char *buf, long pos, size_t n)
 #define RING 64
 #define CANCEL_SPIN_NS (40 * 1000)
 #define MIN_CANCELLED 1000
+/* valgrind runs one thread at a time: a cancel rarely finds a read in flight there. */
+#define MIN_CANCELLED_VALGRIND 100
 #define EXTEND_NS (20 * SEC_NS)
 
 struct stream {
@@ -144,9 +146,14 @@ static void plain_pause(const struct stream *s, uint32_t *seed)
 }
 
 /* The side that writes goes on while this says so. */
+static long min_cancelled(void)
+{
+	return under_valgrind() ? MIN_CANCELLED_VALGRIND : MIN_CANCELLED;
+}
+
 static bool stream_wants_more(struct stream *s, long pos)
 {
-	return pos < s->total || (load(&s->cancelled) < MIN_CANCELLED &&
+	return pos < s->total || (load(&s->cancelled) < min_cancelled() &&
 				  sc_now_ns() < s->extend_until);
 }
 
@@ -381,7 +388,7 @@ START_TEST(a_stream_read_under_random_cancels_arrives_whole_and_in_order)
 
 	run_stream(&stream, &sides);
 	ck_assert_int_ge(stream.calls, 100000);
-	ck_assert_int_ge(stream.cancelled, MIN_CANCELLED);
+	ck_assert_int_ge(stream.cancelled, min_cancelled());
 }
 END_TEST
 
@@ -397,7 +404,7 @@ START_TEST(bytes_reported_written_under_random_cancels_equal_the_bytes_read)
 
 	run_stream(&stream, &sides);
 	ck_assert_int_ge(stream.calls, 10000);
-	ck_assert_int_ge(stream.cancelled, MIN_CANCELLED);
+	ck_assert_int_ge(stream.cancelled, min_cancelled());
 	ck_assert_int_ge(stream.partial, 10);	/* cancels that landed mid-write */
 }
 END_TEST
