@@ -1,9 +1,9 @@
 /*
  * The io_uring backend: the same calls and tokens through a ring of the
  * calling thread's own.  A cancel never signals: the canceller removes the
- * request with IORING_REGISTER_SYNC_CANCEL on the owner's ring, and a
- * deadline is a timeout linked to the request.  The owner reports only what
- * the request's own completion says.
+ * request with IORING_REGISTER_SYNC_CANCEL on the owner's ring, and at a
+ * deadline the owner, waiting with a timeout, cancels its own request.  The
+ * owner reports only what the request's own completion says.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -212,13 +212,50 @@ static int64_t own_end(const struct sc_req *req, int64_t start)
 	return SC_NO_DEADLINE;
 }
 
-static long wait_for(struct io_uring *ring, uint64_t tag)
+static void cancel_own(struct io_uring *ring, uint64_t tag)
 {
-	for (;;) {
-		struct io_uring_cqe *cqe;
-		int ret = io_uring_wait_cqe(ring, &cqe);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
-		if (ret == -EINTR)	/* someone else's signal */
+	io_uring_prep_cancel64(sqe, tag, 0);
+	sqe->user_data = 0;
+	io_uring_submit(ring);
+}
+
+/* The earlier of the request's own end and the call's deadline, which may move. */
+static int64_t limit_of(const struct sc_slot *s, int64_t end)
+{
+	int64_t deadline = load_acquire(&s->deadline);
+
+	return end < deadline ? end : deadline;
+}
+
+/*
+ * Waits for the request's own completion, and cancels the request at its
+ * limit, which a canceller may lower meanwhile.  The owner keeps the time
+ * itself: a linked timeout that fires while the kernel is still moving the
+ * request from its poll to io-wq (a connect does) finds nothing to cancel,
+ * and the request then waits forever.  armed: a limit the request keeps
+ * itself (a sleep's timeout).
+ */
+static long wait_for(struct sc_slot *s, uint64_t tag, int64_t end, int64_t armed)
+{
+	struct io_uring *ring = s->ring;
+
+	for (;;) {
+		int64_t limit = limit_of(s, end), left = limit - sc_now_ns();
+		struct __kernel_timespec ts = kts(left);
+		struct io_uring_cqe *cqe;
+		int ret;
+
+		if (limit < armed && left <= 0) {
+			cancel_own(ring, tag);
+			armed = limit;
+		}
+		if (limit < armed)
+			ret = io_uring_wait_cqe_timeout(ring, &cqe, &ts);
+		else
+			ret = io_uring_wait_cqe(ring, &cqe);
+		if (ret == -EINTR || ret == -ETIME)	/* someone else's signal, or the limit */
 			continue;
 		if (ret < 0)
 			return ret;
@@ -230,45 +267,25 @@ static long wait_for(struct io_uring *ring, uint64_t tag)
 	}
 }
 
-static void cancel_own(struct io_uring *ring, uint64_t tag)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-	io_uring_prep_cancel64(sqe, tag, 0);
-	sqe->user_data = 0;
-	io_uring_submit(ring);
-}
-
-/*
- * One submission: the request, linked to a timeout at the earlier of its
- * deadline and its own end.  The request's user_data is the call word; its
- * timeout's is the word less one (inactive), which no request uses.
- */
-static long attempt(struct sc_slot *s, const struct sc_req *req, int64_t deadline,
-		    int64_t end, enum kind *kind)
+/* One submission of the request; its user_data is the call word. */
+static long attempt(struct sc_slot *s, const struct sc_req *req, int64_t end, enum kind *kind)
 {
 	struct io_uring *ring = s->ring;
 	uint64_t tag = s->call;
-	int64_t limit = end < deadline ? end : deadline;
-	struct __kernel_timespec until = kts(limit), sleep_until = kts(limit);
+	int64_t limit = limit_of(s, end);
+	struct __kernel_timespec sleep_until = kts(limit);
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	int ret;
 
 	*kind = prep(sqe, req, &sleep_until);
 	sqe->user_data = tag;
-	if (limit != SC_NO_DEADLINE && *kind != SLEEP) {
-		sqe->flags |= IOSQE_IO_LINK;
-		sqe = io_uring_get_sqe(ring);
-		io_uring_prep_link_timeout(sqe, &until, IORING_TIMEOUT_ABS);
-		sqe->user_data = tag - 1;
-	}
 	ret = io_uring_submit(ring);
 	if (ret < 0)
 		return ret;
-	/* A cancel or an earlier deadline that came before the submission found nothing. */
-	if (call_aborted(s) || load_acquire(&s->deadline) < deadline)
+	/* A cancel that came before the kernel had queued the request found nothing. */
+	if (call_aborted(s))
 		cancel_own(ring, tag);
-	return wait_for(ring, tag);
+	return wait_for(s, tag, end, *kind == SLEEP ? limit : SC_NO_DEADLINE);
 }
 
 /* Cancelled, timed out or interrupted (-512..-516: restart codes io-wq may leak). */
@@ -286,7 +303,7 @@ static sc_result run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_
 	sc_result r;
 
 	for (;;) {
-		long v = attempt(s, req, load_acquire(&s->deadline), end, &kind);
+		long v = attempt(s, req, end, &kind);
 		if (!interrupted(v, kind)) {
 			if (kind != POLL_ONE || v < 0)
 				return sc_completed(v);
