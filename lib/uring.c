@@ -9,9 +9,11 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,19 +122,39 @@ void sc_uring_kick(struct sc_slot *s)
 	sync_cancel(load_acquire(&s->ring_fd), load_relaxed(&s->call));
 }
 
-/* Which requests have an io_uring equivalent; the others take the signal path. */
+/*
+ * A call that cannot wait: its descriptor is non-blocking or bad.  io_uring
+ * would wait for it all the same where the syscall returns at once.
+ */
+static int cannot_wait(long fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	return flags < 0 || (flags & O_NONBLOCK);
+}
+
+/*
+ * Which requests the ring runs as the syscall would; the others take the
+ * signal path, which gives the syscall's own result.
+ */
 int sc_uring_can_run(const struct sc_req *req)
 {
+	const long *a = req->args;
+
 	switch (req->nr) {
 	case SYS_read: case SYS_write: case SYS_readv: case SYS_writev:
-	case SYS_pread64: case SYS_pwrite64: case SYS_recvmsg: case SYS_sendmsg:
-	case SYS_accept4: case SYS_connect: case SYS_clock_nanosleep:
-		return 1;
+	case SYS_pread64: case SYS_pwrite64: case SYS_accept4: case SYS_connect:
+		return !cannot_wait(a[0]);
+	case SYS_recvmsg:
+	case SYS_sendmsg:
+		return !(a[2] & MSG_DONTWAIT) && !cannot_wait(a[0]);
 	case SYS_recvfrom:
-	case SYS_sendto:
-		return !req->args[4];		/* no address: recv, send */
+	case SYS_sendto:		/* without an address: recv, send */
+		return !a[4] && !(a[3] & MSG_DONTWAIT) && !cannot_wait(a[0]);
+	case SYS_clock_nanosleep:
+		return 1;
 	case SYS_ppoll:
-		return req->args[1] == 1 && !req->args[3];	/* one fd, no mask */
+		return a[1] == 1 && !a[3];	/* one fd, no mask */
 	}
 	return 0;
 }

@@ -1,0 +1,161 @@
+/*
+ * Each call gives the plain syscall's result: the same value or errno on
+ * either backend, without waiting where the syscall would not.  A call that
+ * waits by mistake runs into its token's deadline and fails the test.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <syscancel.h>
+#include "helpers.h"
+
+static void guard_init(sc_token *t)
+{
+	ck_assert_int_eq(sc_token_init(t, NULL), 0);
+	ck_assert_int_eq(sc_token_set_timeout(t, PROMPT_NS), 0);
+}
+
+static void set_nonblock(int fd, bool on)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	ck_assert_int_ge(flags, 0);
+	ck_assert_int_eq(fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK), 0);
+}
+
+/* Writes to fd until it takes no more, leaving it as blocking as it was. */
+static void fill(int fd)
+{
+	static char junk[4096];
+	int flags = fcntl(fd, F_GETFL);
+
+	set_nonblock(fd, true);
+	while (write(fd, junk, sizeof(junk)) > 0)
+		;
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(fcntl(fd, F_SETFL, flags), 0);
+}
+
+static struct msghdr one_byte_msg(struct iovec *iov, char *b)
+{
+	*iov = (struct iovec){ b, 1 };
+	return (struct msghdr){ .msg_iov = iov, .msg_iovlen = 1 };
+}
+
+START_TEST(reads_and_writes_on_nonblocking_pipes_return_EAGAIN_at_once)
+{
+	struct iovec iov = { "x", 1 };
+	sc_token t;
+	int p[2];
+	char b;
+
+	guard_init(&t);
+	make_pipe(p);
+	set_nonblock(p[0], true);
+	set_nonblock(p[1], true);
+	assert_error(sc_read(&t, p[0], &b, 1), EAGAIN);
+	assert_error(sc_readv(&t, p[0], &(struct iovec){ &b, 1 }, 1), EAGAIN);
+	fill(p[1]);
+	assert_error(sc_write(&t, p[1], "x", 1), EAGAIN);
+	assert_error(sc_writev(&t, p[1], &iov, 1), EAGAIN);
+	close_pipe(p);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(socket_calls_on_nonblocking_sockets_return_EAGAIN_at_once)
+{
+	struct iovec iov;
+	sc_token t;
+	int s[2];
+	char b = 'x';
+	struct msghdr msg = one_byte_msg(&iov, &b);
+
+	guard_init(&t);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	assert_error(sc_recv(&t, s[0], &b, 1, 0), EAGAIN);
+	assert_error(sc_recvmsg(&t, s[0], &msg, 0), EAGAIN);
+	fill(s[1]);
+	assert_error(sc_send(&t, s[1], "x", 1, MSG_NOSIGNAL), EAGAIN);
+	assert_error(sc_sendmsg(&t, s[1], &msg, MSG_NOSIGNAL), EAGAIN);
+	close_pipe(s);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(recv_and_send_with_MSG_DONTWAIT_return_EAGAIN_at_once)
+{
+	struct iovec iov;
+	sc_token t;
+	int s[2];
+	char b = 'x';
+	struct msghdr msg = one_byte_msg(&iov, &b);
+
+	guard_init(&t);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+	assert_error(sc_recv(&t, s[0], &b, 1, MSG_DONTWAIT), EAGAIN);
+	assert_error(sc_recvmsg(&t, s[0], &msg, MSG_DONTWAIT), EAGAIN);
+	fill(s[1]);
+	assert_error(sc_send(&t, s[1], "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL), EAGAIN);
+	assert_error(sc_sendmsg(&t, s[1], &msg, MSG_DONTWAIT | MSG_NOSIGNAL), EAGAIN);
+	close_pipe(s);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(accept_on_a_nonblocking_listener_returns_EAGAIN_at_once)
+{
+	struct sockaddr_storage addr;
+	socklen_t alen;
+	sc_token t;
+	int lfd = make_listener(&addr, &alen, 1);
+
+	guard_init(&t);
+	set_nonblock(lfd, true);
+	assert_error(sc_accept(&t, lfd, NULL, NULL, SOCK_CLOEXEC), EAGAIN);
+	close(lfd);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+/* The listener's queue holds a connection and takes no more: the SYN goes unanswered. */
+START_TEST(connect_on_a_nonblocking_socket_returns_EINPROGRESS_at_once)
+{
+	struct sockaddr_storage addr;
+	socklen_t alen;
+	sc_token t;
+	int lfd = make_listener(&addr, &alen, 0);
+	int queued = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+
+	ck_assert_int_ge(queued, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(queued, (struct sockaddr *)&addr, alen), 0);
+	ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+	guard_init(&t);
+	assert_error(sc_connect(&t, fd, (struct sockaddr *)&addr, alen), EINPROGRESS);
+	close(fd);
+	close(queued);
+	close(lfd);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("calls");
+	TCase *tc = add_tcase(s, "nonblocking", 30, init_library);
+
+	tcase_add_test(tc, reads_and_writes_on_nonblocking_pipes_return_EAGAIN_at_once);
+	tcase_add_test(tc, socket_calls_on_nonblocking_sockets_return_EAGAIN_at_once);
+	tcase_add_test(tc, recv_and_send_with_MSG_DONTWAIT_return_EAGAIN_at_once);
+	tcase_add_test(tc, accept_on_a_nonblocking_listener_returns_EAGAIN_at_once);
+	tcase_add_test(tc, connect_on_a_nonblocking_socket_returns_EINPROGRESS_at_once);
+	return run_suite(s, CK_FORK_GETENV);
+}
