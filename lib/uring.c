@@ -134,6 +134,16 @@ static int cannot_wait(long fd)
 }
 
 /*
+ * pread and pwrite at an offset the syscall takes: io_uring reads offset -1
+ * as "the file position", and reads a pipe or a socket.  lseek fails where
+ * pread and pwrite fail with ESPIPE.
+ */
+static int positioned(long fd, long off)
+{
+	return off >= 0 && lseek(fd, 0, SEEK_CUR) >= 0;
+}
+
+/*
  * Which requests the ring runs as the syscall would; the others take the
  * signal path, which gives the syscall's own result.
  */
@@ -143,8 +153,11 @@ int sc_uring_can_run(const struct sc_req *req)
 
 	switch (req->nr) {
 	case SYS_read: case SYS_write: case SYS_readv: case SYS_writev:
-	case SYS_pread64: case SYS_pwrite64: case SYS_accept4: case SYS_connect:
+	case SYS_accept4: case SYS_connect:
 		return !cannot_wait(a[0]);
+	case SYS_pread64:
+	case SYS_pwrite64:
+		return positioned(a[0], a[3]) && !cannot_wait(a[0]);
 	case SYS_recvmsg:
 	case SYS_sendmsg:
 		return !(a[2] & MSG_DONTWAIT) && !cannot_wait(a[0]);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -147,6 +148,62 @@ START_TEST(connect_on_a_nonblocking_socket_returns_EINPROGRESS_at_once)
 }
 END_TEST
 
+/* A file holding "abc", already unlinked. */
+static int make_file(void)
+{
+	char path[] = "/tmp/sc-calls-XXXXXX";
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(write(fd, "abc", 3), 3);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+	return fd;
+}
+
+START_TEST(pread_and_pwrite_on_a_pipe_or_a_socket_are_ESPIPE)
+{
+	sc_token t;
+	int p[2], s[2];
+	char b;
+
+	guard_init(&t);
+	make_pipe_with_byte(p);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+	assert_error(sc_pread(&t, p[0], &b, 1, 0), ESPIPE);
+	assert_error(sc_pwrite(&t, p[1], "y", 1, 0), ESPIPE);
+	assert_error(sc_pread(&t, s[0], &b, 1, 0), ESPIPE);
+	assert_error(sc_pwrite(&t, s[1], "y", 1, 0), ESPIPE);
+	/* Nothing was read or written. */
+	assert_byte_still_readable(p[0]);
+	ck_assert_int_eq(poll(&(struct pollfd){ .fd = p[0], .events = POLLIN }, 1, 0), 0);
+	ck_assert_int_eq(recv(s[0], &b, 1, MSG_DONTWAIT), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	close_pipe(p);
+	close_pipe(s);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(pread_and_pwrite_at_a_negative_offset_are_EINVAL)
+{
+	sc_token t;
+	int fd = make_file();
+	char buf[4];
+
+	guard_init(&t);
+	assert_error(sc_pread(&t, fd, buf, 1, -1), EINVAL);
+	assert_error(sc_pwrite(&t, fd, "z", 1, -1), EINVAL);
+	assert_error(sc_pread(&t, fd, buf, 1, -4096), EINVAL);
+	/* Nothing was read or written at the file position. */
+	ck_assert_int_eq(lseek(fd, 0, SEEK_CUR), 0);
+	assert_ok(sc_pread(&t, fd, buf, sizeof(buf), 0), 3);
+	ck_assert_mem_eq(buf, "abc", 3);
+	close(fd);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("calls");
@@ -157,5 +214,9 @@ int main(void)
 	tcase_add_test(tc, recv_and_send_with_MSG_DONTWAIT_return_EAGAIN_at_once);
 	tcase_add_test(tc, accept_on_a_nonblocking_listener_returns_EAGAIN_at_once);
 	tcase_add_test(tc, connect_on_a_nonblocking_socket_returns_EINPROGRESS_at_once);
+
+	tc = add_tcase(s, "arguments", 30, init_library);
+	tcase_add_test(tc, pread_and_pwrite_on_a_pipe_or_a_socket_are_ESPIPE);
+	tcase_add_test(tc, pread_and_pwrite_at_a_negative_offset_are_EINVAL);
 	return run_suite(s, CK_FORK_GETENV);
 }
