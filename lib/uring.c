@@ -144,6 +144,17 @@ static int positioned(long fd, long off)
 }
 
 /*
+ * A poll of one descriptor goes to the ring only when poll(2) would wait,
+ * which a poll with no timeout tells here without reading the array
+ * ourselves: a bad array (EFAULT), a bad descriptor (POLLNVAL), a negative
+ * one (never ready) or one ready now take the signal path.
+ */
+static int poll_would_wait(struct pollfd *pfd)
+{
+	return !poll(pfd, 1, 0) && pfd->fd >= 0;
+}
+
+/*
  * Which requests the ring runs as the syscall would; the others take the
  * signal path, which gives the syscall's own result.
  */
@@ -166,8 +177,8 @@ int sc_uring_can_run(const struct sc_req *req)
 		return !a[4] && !(a[3] & MSG_DONTWAIT) && !cannot_wait(a[0]);
 	case SYS_clock_nanosleep:
 		return 1;
-	case SYS_ppoll:
-		return a[1] == 1 && !a[3];	/* one fd, no mask */
+	case SYS_ppoll:			/* one fd, no mask */
+		return a[1] == 1 && !a[3] && poll_would_wait((struct pollfd *)a[0]);
 	}
 	return 0;
 }
