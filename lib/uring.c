@@ -341,49 +341,78 @@ static int interrupted(long v, enum kind kind)
 	       (v <= -512 && v >= -516);
 }
 
-static sc_result run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_req *req)
+/* What poll(2) reports of what the ring's poll saw: the events asked, and those always reported. */
+static short poll_revents(const struct pollfd *pfd, long seen)
+{
+	return seen & (pfd->events | POLLERR | POLLHUP | POLLNVAL);
+}
+
+/*
+ * io_uring's poll also ends on POLLRDHUP, which poll(2) neither reports nor
+ * ends on unless asked; a new ring poll would end at once again.  The
+ * signal path waits for the rest of the timeout, which ppoll's timespec
+ * carries, as the kernel's own ppoll writes it back.
+ */
+static int hand_over_poll(const struct sc_req *req, int64_t end)
+{
+	struct timespec *ts = (struct timespec *)req->args[2];
+	int64_t left = end - sc_now_ns();
+
+	if (ts) {
+		left = left > 0 ? left : 0;
+		*ts = (struct timespec){ left / 1000000000LL, left % 1000000000LL };
+	}
+	return 1;
+}
+
+static int run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
+			sc_result *r)
 {
 	int64_t end = own_end(req, sc_now_ns());
 	struct pollfd *pfd = (struct pollfd *)req->args[0];
 	enum kind kind;
-	sc_result r;
 
 	for (;;) {
 		long v = attempt(s, req, end, &kind);
 		if (!interrupted(v, kind)) {
-			if (kind != POLL_ONE || v < 0)
-				return sc_completed(v);
-			pfd->revents = v;
-			return sc_completed(1);
+			if (kind != POLL_ONE || v < 0) {
+				*r = sc_completed(v);
+				return 0;
+			}
+			pfd->revents = poll_revents(pfd, v);
+			*r = sc_completed(1);
+			return pfd->revents ? 0 : hand_over_poll(req, end);
 		}
-		if (sc_interrupted(s, tok, &r))
-			return r;
+		if (sc_interrupted(s, tok, r))
+			return 0;
 		if (end != SC_NO_DEADLINE && sc_now_ns() >= end) {
 			if (kind == POLL_ONE)
 				pfd->revents = 0;
-			return sc_completed(0);
+			*r = sc_completed(0);
+			return 0;
 		}
 	}
 }
 
-sc_result sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req)
+int sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req, sc_result *r)
 {
 	int64_t deadline;
-	sc_result r;
-	int err;
+	int err, again = 0;
 
-	if (!s->ring && (err = ring_open(s)))
-		return sc_error(err);
+	if (!s->ring && (err = ring_open(s))) {
+		*r = sc_error(err);
+		return 0;
+	}
 	store_relaxed(&s->via_ring, 1);
 	sc_call_enter(s, tok);
-	if (!sc_check_chain(s, tok, &r, &deadline)) {
+	if (!sc_check_chain(s, tok, r, &deadline)) {
 		sc_deadline_min(s, deadline);
-		r = run_attempts(s, tok, req);
+		again = run_attempts(s, tok, req, r);
 	}
 	sc_call_exit(s);
 	store_relaxed(&s->via_ring, 0);
 	store_relaxed(&s->deadline, SC_NO_DEADLINE);
-	return r;
+	return again;
 }
 
 #else /* !HAVE_LIBURING */
@@ -405,10 +434,11 @@ int sc_uring_can_run(const struct sc_req *req)
 	return 0;
 }
 
-sc_result sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req)
+int sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req, sc_result *r)
 {
 	(void)s, (void)tok, (void)req;
-	return sc_error(ENOTSUP);
+	*r = sc_error(ENOTSUP);
+	return 0;
 }
 
 void sc_uring_kick(struct sc_slot *s)

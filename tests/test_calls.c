@@ -204,6 +204,64 @@ START_TEST(pread_and_pwrite_at_a_negative_offset_are_EINVAL)
 }
 END_TEST
 
+struct bg_poll {
+	struct pollfd pfd;
+	int timeout_ms;
+};
+
+static sc_result bg_poll(struct bg_call *c)
+{
+	struct bg_poll *p = c->arg;
+
+	return sc_poll(c->tok, &p->pfd, 1, p->timeout_ms);
+}
+
+/* poll(2) reports POLLRDHUP only when asked; io_uring's poll reports it always. */
+START_TEST(a_poll_woken_by_the_peers_shutdown_reports_only_the_events_asked)
+{
+	struct bg_poll p = { .timeout_ms = -1 };
+	struct bg_call c = { .fn = bg_poll, .arg = &p };
+	sc_token t;
+	int s[2];
+
+	guard_init(&t);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+	p.pfd = (struct pollfd){ .fd = s[0], .events = POLLIN };
+	c.tok = &t;
+	bg_start_blocked(&c);
+	ck_assert_int_eq(shutdown(s[1], SHUT_WR), 0);
+	assert_ok(bg_join(&c), 1);
+	ck_assert_int_eq(p.pfd.revents, POLLIN);
+	close_pipe(s);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+/*
+ * The peer's shutdown wakes a poll for POLLOUT with POLLRDHUP alone, which
+ * poll(2) neither reports nor ends on: the poll runs to its timeout.
+ */
+START_TEST(a_poll_for_POLLOUT_goes_on_waiting_after_the_peers_shutdown)
+{
+	struct bg_poll p = { .timeout_ms = 1000 };
+	struct bg_call c = { .fn = bg_poll, .arg = &p };
+	sc_token t;
+	int s[2];
+
+	guard_init(&t);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+	fill(s[0]);
+	p.pfd = (struct pollfd){ .fd = s[0], .events = POLLOUT };
+	c.tok = &t;
+	bg_start_blocked(&c);
+	ck_assert_int_eq(shutdown(s[1], SHUT_WR), 0);
+	assert_ok(bg_join(&c), 0);
+	ck_assert_int_eq(p.pfd.revents, 0);
+	close_pipe(s);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("calls");
@@ -218,5 +276,9 @@ int main(void)
 	tc = add_tcase(s, "arguments", 30, init_library);
 	tcase_add_test(tc, pread_and_pwrite_on_a_pipe_or_a_socket_are_ESPIPE);
 	tcase_add_test(tc, pread_and_pwrite_at_a_negative_offset_are_EINVAL);
+
+	tc = add_tcase(s, "poll", 30, init_library);
+	tcase_add_test(tc, a_poll_woken_by_the_peers_shutdown_reports_only_the_events_asked);
+	tcase_add_test(tc, a_poll_for_POLLOUT_goes_on_waiting_after_the_peers_shutdown);
 	return run_suite(s, CK_FORK_GETENV);
 }
