@@ -365,29 +365,65 @@ static int hand_over_poll(const struct sc_req *req, int64_t end)
 	return 1;
 }
 
+/* How the connection that a connect waited for ended. */
+static sc_result connect_result(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		err = errno;
+	return err ? sc_error(err) : sc_completed(0);
+}
+
+/* The result of an attempt that ran to its end; nonzero: the signal path takes the call over. */
+static int finish(const struct sc_req *req, long v, int retried, int64_t end, sc_result *r)
+{
+	struct pollfd *pfd = (struct pollfd *)req->args[0];
+
+	if (req->nr != SYS_ppoll || v < 0) {
+		/* As on the signal path: the connection of an earlier attempt went through. */
+		if (retried && v == -EISCONN && (req->flags & SC_REQ_CONNECT))
+			v = 0;
+		*r = sc_completed(v);
+		return 0;
+	}
+	pfd->revents = poll_revents(pfd, v);
+	*r = sc_completed(1);
+	return pfd->revents ? 0 : hand_over_poll(req, end);
+}
+
 static int run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
 			sc_result *r)
 {
 	int64_t end = own_end(req, sc_now_ns());
-	struct pollfd *pfd = (struct pollfd *)req->args[0];
+	struct pollfd writable = { .fd = (int)req->args[0], .events = POLLOUT };
+	const struct sc_req connecting = { .nr = SYS_ppoll, .args = { (long)&writable, 1 } };
+	int retried = 0;
 	enum kind kind;
 
-	for (;;) {
+	for (;; retried = 1) {
 		long v = attempt(s, req, end, &kind);
+		/*
+		 * A connection already on its way (an interrupted attempt's, or
+		 * the application's): the ring's connect fails with EALREADY,
+		 * the blocking syscall waits for it, and so does the call.
+		 */
+		if (req->nr == SYS_connect && v == -EALREADY) {
+			req = &connecting;
+			continue;
+		}
 		if (!interrupted(v, kind)) {
-			if (kind != POLL_ONE || v < 0) {
-				*r = sc_completed(v);
-				return 0;
-			}
-			pfd->revents = poll_revents(pfd, v);
-			*r = sc_completed(1);
-			return pfd->revents ? 0 : hand_over_poll(req, end);
+			if (req != &connecting)
+				return finish(req, v, retried, end, r);
+			*r = connect_result(writable.fd);
+			return 0;
 		}
 		if (sc_interrupted(s, tok, r))
 			return 0;
 		if (end != SC_NO_DEADLINE && sc_now_ns() >= end) {
 			if (kind == POLL_ONE)
-				pfd->revents = 0;
+				((struct pollfd *)req->args[0])->revents = 0;
 			*r = sc_completed(0);
 			return 0;
 		}

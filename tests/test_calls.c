@@ -124,23 +124,57 @@ START_TEST(accept_on_a_nonblocking_listener_returns_EAGAIN_at_once)
 }
 END_TEST
 
-/* The listener's queue holds a connection and takes no more: the SYN goes unanswered. */
+/*
+ * A TCP listener whose queue holds a connection (*queued) and takes no
+ * more: the SYN of a new connect goes unanswered.
+ */
+static int make_full_listener(struct sockaddr_storage *addr, socklen_t *alen, int *queued)
+{
+	int lfd = make_listener(addr, alen, 0);
+	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+
+	*queued = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(*queued, 0);
+	ck_assert_int_eq(connect(*queued, (struct sockaddr *)addr, *alen), 0);
+	ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+	return lfd;
+}
+
 START_TEST(connect_on_a_nonblocking_socket_returns_EINPROGRESS_at_once)
 {
 	struct sockaddr_storage addr;
 	socklen_t alen;
 	sc_token t;
-	int lfd = make_listener(&addr, &alen, 0);
-	int queued = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int queued, lfd = make_full_listener(&addr, &alen, &queued);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
 
-	ck_assert_int_ge(queued, 0);
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(connect(queued, (struct sockaddr *)&addr, alen), 0);
-	ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
 	guard_init(&t);
 	assert_error(sc_connect(&t, fd, (struct sockaddr *)&addr, alen), EINPROGRESS);
+	close(fd);
+	close(queued);
+	close(lfd);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+/* connect(2) on a blocking socket waits for the connection under way, not EALREADY. */
+START_TEST(a_blocking_connect_waits_for_the_connection_already_under_way)
+{
+	struct sockaddr_storage addr;
+	socklen_t alen;
+	sc_token t;
+	int queued, lfd = make_full_listener(&addr, &alen, &queued);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, alen), -1);
+	ck_assert_int_eq(errno, EINPROGRESS);
+	set_nonblock(fd, false);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_token_set_timeout(&t, 100 * MS_NS), 0);
+	assert_status(sc_connect(&t, fd, (struct sockaddr *)&addr, alen), SC_TIMEDOUT,
+		      "connect under way");
 	close(fd);
 	close(queued);
 	close(lfd);
@@ -272,6 +306,9 @@ int main(void)
 	tcase_add_test(tc, recv_and_send_with_MSG_DONTWAIT_return_EAGAIN_at_once);
 	tcase_add_test(tc, accept_on_a_nonblocking_listener_returns_EAGAIN_at_once);
 	tcase_add_test(tc, connect_on_a_nonblocking_socket_returns_EINPROGRESS_at_once);
+
+	tc = add_tcase(s, "connect", 30, init_library);
+	tcase_add_test(tc, a_blocking_connect_waits_for_the_connection_already_under_way);
 
 	tc = add_tcase(s, "arguments", 30, init_library);
 	tcase_add_test(tc, pread_and_pwrite_on_a_pipe_or_a_socket_are_ESPIPE);

@@ -452,6 +452,29 @@ START_TEST(each_call_kind_blocked_in_kernel_is_cancelled)
 }
 END_TEST
 
+/*
+ * The deadline is set while the call waits.  Through io_uring the owner
+ * submits the request again when a deadline comes: a TCP connect, already
+ * on its way, must not then fail with EALREADY.
+ */
+START_TEST(each_call_kind_blocked_in_kernel_times_out_at_a_deadline_set_meanwhile)
+{
+	struct kind_call k;
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	kind_call_start_blocked(&k, _i, &t);
+	int64_t deadline = sc_now_ns() + 100 * MS_NS;
+
+	ck_assert_int_eq(sc_token_set_deadline(&t, deadline), 0);
+	sc_result r = bg_join(&k.bg);
+	assert_status(r, SC_TIMEDOUT, "%s", k.kind->name);
+	ck_assert_int_ge(k.bg.returned_ns, deadline);
+	ctx_cleanup(&k.ctx);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
 #define NTHREADS 64
 #define NCHILDREN 8
 
@@ -873,8 +896,17 @@ int main(void)
 				    0, K_OFD_SETLKW);
 		tcase_add_loop_test(kinds_tc, each_call_kind_blocked_in_kernel_is_cancelled,
 				    K_OFD_SETLKW + 1, K_COUNT);
+		tcase_add_loop_test(kinds_tc,
+				    each_call_kind_blocked_in_kernel_times_out_at_a_deadline_set_meanwhile,
+				    0, K_OFD_SETLKW);
+		tcase_add_loop_test(kinds_tc,
+				    each_call_kind_blocked_in_kernel_times_out_at_a_deadline_set_meanwhile,
+				    K_OFD_SETLKW + 1, K_COUNT);
 	} else {
 		tcase_add_loop_test(kinds_tc, each_call_kind_blocked_in_kernel_is_cancelled,
+				    0, K_COUNT);
+		tcase_add_loop_test(kinds_tc,
+				    each_call_kind_blocked_in_kernel_times_out_at_a_deadline_set_meanwhile,
 				    0, K_COUNT);
 	}
 	tcase_add_test(many, one_cancel_of_root_releases_64_threads_in_mixed_calls);
