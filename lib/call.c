@@ -150,8 +150,12 @@ sc_result sc_run_req(sc_token *tok, const struct sc_req *req)
 		return sc_error(err);
 	if (call_active(s))
 		return run_nested(req);
-	if ((s->call & SC_CALL_URING) && sc_uring_can_run(req))
-		return sc_uring_run(s, tok, req);
+	if ((s->call & SC_CALL_URING) && sc_uring_can_run(req)) {
+		sc_result r;
+
+		if (!sc_uring_run(s, tok, req, &r))
+			return r;
+	}
 	sc_call_enter(s, tok);
 	return sc_run_resume(s, tok, req, SC_NOT_ENTERED);
 }

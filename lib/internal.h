@@ -162,7 +162,12 @@ int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r) SC_HIDD
 int sc_uring_probe(void) SC_HIDDEN;
 int sc_uring_select(struct sc_slot *s, int on) SC_HIDDEN;
 int sc_uring_can_run(const struct sc_req *req) SC_HIDDEN;
-sc_result sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req) SC_HIDDEN;
+/*
+ * 0 with the call's result in *r; nonzero when the ring cannot finish the
+ * call as the syscall would, and the caller runs it on the signal path.
+ */
+int sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
+		 sc_result *r) SC_HIDDEN;
 void sc_uring_kick(struct sc_slot *s) SC_HIDDEN;
 void sc_uring_release(struct sc_slot *s) SC_HIDDEN;
 

@@ -1,17 +1,19 @@
 /*
  * The io_uring backend: the same calls and tokens through a ring of the
  * calling thread's own.  A cancel never signals: the canceller removes the
- * request with IORING_REGISTER_SYNC_CANCEL on the owner's ring, and a
- * deadline is a timeout linked to the request.  The owner reports only what
- * the request's own completion says.
+ * request with IORING_REGISTER_SYNC_CANCEL on the owner's ring, and at a
+ * deadline the owner, waiting with a timeout, cancels its own request.  The
+ * owner reports only what the request's own completion says.
  */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,19 +122,63 @@ void sc_uring_kick(struct sc_slot *s)
 	sync_cancel(load_acquire(&s->ring_fd), load_relaxed(&s->call));
 }
 
-/* Which requests have an io_uring equivalent; the others take the signal path. */
+/*
+ * A call that cannot wait: its descriptor is non-blocking or bad.  io_uring
+ * would wait for it all the same where the syscall returns at once.
+ */
+static int cannot_wait(long fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	return flags < 0 || (flags & O_NONBLOCK);
+}
+
+/*
+ * pread and pwrite at an offset the syscall takes: io_uring reads offset -1
+ * as "the file position", and reads a pipe or a socket.  lseek fails where
+ * pread and pwrite fail with ESPIPE.
+ */
+static int positioned(long fd, long off)
+{
+	return off >= 0 && lseek(fd, 0, SEEK_CUR) >= 0;
+}
+
+/*
+ * A poll of one descriptor goes to the ring only when poll(2) would wait,
+ * which a poll with no timeout tells here without reading the array
+ * ourselves: a bad array (EFAULT), a bad descriptor (POLLNVAL), a negative
+ * one (never ready) or one ready now take the signal path.
+ */
+static int poll_would_wait(struct pollfd *pfd)
+{
+	return !poll(pfd, 1, 0) && pfd->fd >= 0;
+}
+
+/*
+ * Which requests the ring runs as the syscall would; the others take the
+ * signal path, which gives the syscall's own result.
+ */
 int sc_uring_can_run(const struct sc_req *req)
 {
+	const long *a = req->args;
+
 	switch (req->nr) {
 	case SYS_read: case SYS_write: case SYS_readv: case SYS_writev:
-	case SYS_pread64: case SYS_pwrite64: case SYS_recvmsg: case SYS_sendmsg:
-	case SYS_accept4: case SYS_connect: case SYS_clock_nanosleep:
-		return 1;
+	case SYS_accept4: case SYS_connect:
+		return !cannot_wait(a[0]);
+	case SYS_pread64:
+	case SYS_pwrite64:
+		return positioned(a[0], a[3]) && !cannot_wait(a[0]);
+	case SYS_recvmsg:
+	case SYS_sendmsg:
+		return !(a[2] & MSG_DONTWAIT) && !cannot_wait(a[0]);
 	case SYS_recvfrom:
-	case SYS_sendto:
-		return !req->args[4];		/* no address: recv, send */
-	case SYS_ppoll:
-		return req->args[1] == 1 && !req->args[3];	/* one fd, no mask */
+	case SYS_sendto:		/* without an address: recv, send */
+		return !a[4] && !(a[3] & MSG_DONTWAIT) && !cannot_wait(a[0]);
+	case SYS_clock_nanosleep:
+		return 1;
+	case SYS_ppoll:			/* one fd, no mask */
+		return a[1] == 1 && !a[3] && poll_would_wait((struct pollfd *)a[0]);
 	}
 	return 0;
 }
@@ -212,13 +258,50 @@ static int64_t own_end(const struct sc_req *req, int64_t start)
 	return SC_NO_DEADLINE;
 }
 
-static long wait_for(struct io_uring *ring, uint64_t tag)
+static void cancel_own(struct io_uring *ring, uint64_t tag)
 {
-	for (;;) {
-		struct io_uring_cqe *cqe;
-		int ret = io_uring_wait_cqe(ring, &cqe);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
-		if (ret == -EINTR)	/* someone else's signal */
+	io_uring_prep_cancel64(sqe, tag, 0);
+	sqe->user_data = 0;
+	io_uring_submit(ring);
+}
+
+/* The earlier of the request's own end and the call's deadline, which may move. */
+static int64_t limit_of(const struct sc_slot *s, int64_t end)
+{
+	int64_t deadline = load_acquire(&s->deadline);
+
+	return end < deadline ? end : deadline;
+}
+
+/*
+ * Waits for the request's own completion, and cancels the request at its
+ * limit, which a canceller may lower meanwhile.  The owner keeps the time
+ * itself: a linked timeout that fires while the kernel is still moving the
+ * request from its poll to io-wq (a connect does) finds nothing to cancel,
+ * and the request then waits forever.  armed: a limit the request keeps
+ * itself (a sleep's timeout).
+ */
+static long wait_for(struct sc_slot *s, uint64_t tag, int64_t end, int64_t armed)
+{
+	struct io_uring *ring = s->ring;
+
+	for (;;) {
+		int64_t limit = limit_of(s, end), left = limit - sc_now_ns();
+		struct __kernel_timespec ts = kts(left);
+		struct io_uring_cqe *cqe;
+		int ret;
+
+		if (limit < armed && left <= 0) {
+			cancel_own(ring, tag);
+			armed = limit;
+		}
+		if (limit < armed)
+			ret = io_uring_wait_cqe_timeout(ring, &cqe, &ts);
+		else
+			ret = io_uring_wait_cqe(ring, &cqe);
+		if (ret == -EINTR || ret == -ETIME)	/* someone else's signal, or the limit */
 			continue;
 		if (ret < 0)
 			return ret;
@@ -230,45 +313,25 @@ static long wait_for(struct io_uring *ring, uint64_t tag)
 	}
 }
 
-static void cancel_own(struct io_uring *ring, uint64_t tag)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-	io_uring_prep_cancel64(sqe, tag, 0);
-	sqe->user_data = 0;
-	io_uring_submit(ring);
-}
-
-/*
- * One submission: the request, linked to a timeout at the earlier of its
- * deadline and its own end.  The request's user_data is the call word; its
- * timeout's is the word less one (inactive), which no request uses.
- */
-static long attempt(struct sc_slot *s, const struct sc_req *req, int64_t deadline,
-		    int64_t end, enum kind *kind)
+/* One submission of the request; its user_data is the call word. */
+static long attempt(struct sc_slot *s, const struct sc_req *req, int64_t end, enum kind *kind)
 {
 	struct io_uring *ring = s->ring;
 	uint64_t tag = s->call;
-	int64_t limit = end < deadline ? end : deadline;
-	struct __kernel_timespec until = kts(limit), sleep_until = kts(limit);
+	int64_t limit = limit_of(s, end);
+	struct __kernel_timespec sleep_until = kts(limit);
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	int ret;
 
 	*kind = prep(sqe, req, &sleep_until);
 	sqe->user_data = tag;
-	if (limit != SC_NO_DEADLINE && *kind != SLEEP) {
-		sqe->flags |= IOSQE_IO_LINK;
-		sqe = io_uring_get_sqe(ring);
-		io_uring_prep_link_timeout(sqe, &until, IORING_TIMEOUT_ABS);
-		sqe->user_data = tag - 1;
-	}
 	ret = io_uring_submit(ring);
 	if (ret < 0)
 		return ret;
-	/* A cancel or an earlier deadline that came before the submission found nothing. */
-	if (call_aborted(s) || load_acquire(&s->deadline) < deadline)
+	/* A cancel that came before the kernel had queued the request found nothing. */
+	if (call_aborted(s))
 		cancel_own(ring, tag);
-	return wait_for(ring, tag);
+	return wait_for(s, tag, end, *kind == SLEEP ? limit : SC_NO_DEADLINE);
 }
 
 /* Cancelled, timed out or interrupted (-512..-516: restart codes io-wq may leak). */
@@ -278,49 +341,114 @@ static int interrupted(long v, enum kind kind)
 	       (v <= -512 && v >= -516);
 }
 
-static sc_result run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_req *req)
+/* What poll(2) reports of what the ring's poll saw: the events asked, and those always reported. */
+static short poll_revents(const struct pollfd *pfd, long seen)
+{
+	return seen & (pfd->events | POLLERR | POLLHUP | POLLNVAL);
+}
+
+/*
+ * io_uring's poll also ends on POLLRDHUP, which poll(2) neither reports nor
+ * ends on unless asked; a new ring poll would end at once again.  The
+ * signal path waits for the rest of the timeout, which ppoll's timespec
+ * carries, as the kernel's own ppoll writes it back.
+ */
+static int hand_over_poll(const struct sc_req *req, int64_t end)
+{
+	struct timespec *ts = (struct timespec *)req->args[2];
+	int64_t left = end - sc_now_ns();
+
+	if (ts) {
+		left = left > 0 ? left : 0;
+		*ts = (struct timespec){ left / 1000000000LL, left % 1000000000LL };
+	}
+	return 1;
+}
+
+/* How the connection that a connect waited for ended. */
+static sc_result connect_result(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		err = errno;
+	return err ? sc_error(err) : sc_completed(0);
+}
+
+/* The result of an attempt that ran to its end; nonzero: the signal path takes the call over. */
+static int finish(const struct sc_req *req, long v, int retried, int64_t end, sc_result *r)
+{
+	struct pollfd *pfd = (struct pollfd *)req->args[0];
+
+	if (req->nr != SYS_ppoll || v < 0) {
+		/* As on the signal path: the connection of an earlier attempt went through. */
+		if (retried && v == -EISCONN && (req->flags & SC_REQ_CONNECT))
+			v = 0;
+		*r = sc_completed(v);
+		return 0;
+	}
+	pfd->revents = poll_revents(pfd, v);
+	*r = sc_completed(1);
+	return pfd->revents ? 0 : hand_over_poll(req, end);
+}
+
+static int run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
+			sc_result *r)
 {
 	int64_t end = own_end(req, sc_now_ns());
-	struct pollfd *pfd = (struct pollfd *)req->args[0];
+	struct pollfd writable = { .fd = (int)req->args[0], .events = POLLOUT };
+	const struct sc_req connecting = { .nr = SYS_ppoll, .args = { (long)&writable, 1 } };
+	int retried = 0;
 	enum kind kind;
-	sc_result r;
 
-	for (;;) {
-		long v = attempt(s, req, load_acquire(&s->deadline), end, &kind);
-		if (!interrupted(v, kind)) {
-			if (kind != POLL_ONE || v < 0)
-				return sc_completed(v);
-			pfd->revents = v;
-			return sc_completed(1);
+	for (;; retried = 1) {
+		long v = attempt(s, req, end, &kind);
+		/*
+		 * A connection already on its way (an interrupted attempt's, or
+		 * the application's): the ring's connect fails with EALREADY,
+		 * the blocking syscall waits for it, and so does the call.
+		 */
+		if (req->nr == SYS_connect && v == -EALREADY) {
+			req = &connecting;
+			continue;
 		}
-		if (sc_interrupted(s, tok, &r))
-			return r;
+		if (!interrupted(v, kind)) {
+			if (req != &connecting)
+				return finish(req, v, retried, end, r);
+			*r = connect_result(writable.fd);
+			return 0;
+		}
+		if (sc_interrupted(s, tok, r))
+			return 0;
 		if (end != SC_NO_DEADLINE && sc_now_ns() >= end) {
 			if (kind == POLL_ONE)
-				pfd->revents = 0;
-			return sc_completed(0);
+				((struct pollfd *)req->args[0])->revents = 0;
+			*r = sc_completed(0);
+			return 0;
 		}
 	}
 }
 
-sc_result sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req)
+int sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req, sc_result *r)
 {
 	int64_t deadline;
-	sc_result r;
-	int err;
+	int err, again = 0;
 
-	if (!s->ring && (err = ring_open(s)))
-		return sc_error(err);
+	if (!s->ring && (err = ring_open(s))) {
+		*r = sc_error(err);
+		return 0;
+	}
 	store_relaxed(&s->via_ring, 1);
 	sc_call_enter(s, tok);
-	if (!sc_check_chain(s, tok, &r, &deadline)) {
+	if (!sc_check_chain(s, tok, r, &deadline)) {
 		sc_deadline_min(s, deadline);
-		r = run_attempts(s, tok, req);
+		again = run_attempts(s, tok, req, r);
 	}
 	sc_call_exit(s);
 	store_relaxed(&s->via_ring, 0);
 	store_relaxed(&s->deadline, SC_NO_DEADLINE);
-	return r;
+	return again;
 }
 
 #else /* !HAVE_LIBURING */
@@ -342,10 +470,11 @@ int sc_uring_can_run(const struct sc_req *req)
 	return 0;
 }
 
-sc_result sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req)
+int sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req, sc_result *r)
 {
 	(void)s, (void)tok, (void)req;
-	return sc_error(ENOTSUP);
+	*r = sc_error(ENOTSUP);
+	return 0;
 }
 
 void sc_uring_kick(struct sc_slot *s)

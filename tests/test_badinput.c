@@ -13,7 +13,9 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -55,6 +57,29 @@ START_TEST(bad_buffer_pointer_is_EFAULT)
 	assert_error(sc_write(&t, p[1], (void *)1, 1), EFAULT);
 	ck_assert_int_eq(sc_token_destroy(&t), 0);
 	close_pipe(p);
+}
+END_TEST
+
+/* Bad for the kernel to read, or to write revents back into. */
+START_TEST(bad_poll_array_is_EFAULT)
+{
+	struct pollfd *ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	sc_token t;
+	int p[2];
+
+	ck_assert_ptr_ne(ro, MAP_FAILED);
+	make_pipe(p);
+	*ro = (struct pollfd){ .fd = p[0], .events = POLLIN };
+	ck_assert_int_eq(mprotect(ro, 4096, PROT_READ), 0);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	assert_error(sc_poll(&t, NULL, 1, 0), EFAULT);
+	assert_error(sc_poll(&t, (struct pollfd *)1, 1, 0), EFAULT);
+	assert_error(sc_poll(&t, ro, 1, 0), EFAULT);
+	assert_error(sc_poll(NULL, NULL, 1, 0), EFAULT);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	close_pipe(p);
+	munmap(ro, 4096);
 }
 END_TEST
 
@@ -436,6 +461,7 @@ int main(void)
 
 	tcase_add_test(tc, bad_fd_is_EBADF);
 	tcase_add_test(tc, bad_buffer_pointer_is_EFAULT);
+	tcase_add_test(tc, bad_poll_array_is_EFAULT);
 	tcase_add_test(tc, null_token_pointer_is_EINVAL);
 	tcase_add_test(tc, null_token_is_never_cancelled);
 	tcase_add_test(tc, zeroed_token_is_EINVAL);

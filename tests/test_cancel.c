@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <syscancel.h>
@@ -451,6 +452,29 @@ START_TEST(each_call_kind_blocked_in_kernel_is_cancelled)
 }
 END_TEST
 
+/*
+ * The deadline is set while the call waits.  Through io_uring the owner
+ * submits the request again when a deadline comes: a TCP connect, already
+ * on its way, must not then fail with EALREADY.
+ */
+START_TEST(each_call_kind_blocked_in_kernel_times_out_at_a_deadline_set_meanwhile)
+{
+	struct kind_call k;
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	kind_call_start_blocked(&k, _i, &t);
+	int64_t deadline = sc_now_ns() + 100 * MS_NS;
+
+	ck_assert_int_eq(sc_token_set_deadline(&t, deadline), 0);
+	sc_result r = bg_join(&k.bg);
+	assert_status(r, SC_TIMEDOUT, "%s", k.kind->name);
+	ck_assert_int_ge(k.bg.returned_ns, deadline);
+	ctx_cleanup(&k.ctx);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
 #define NTHREADS 64
 #define NCHILDREN 8
 
@@ -745,6 +769,72 @@ START_TEST(cancelling_sibling_never_cancels_call_under_live_token)
 END_TEST
 
 /*
+ * A listening unix socket with a backlog of 0 and a connection queued, held
+ * by *queued: a blocking connect to it waits.
+ */
+static int make_full_unix_listener(struct sockaddr_un *addr, socklen_t *alen, int *queued)
+{
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(lfd, 0);
+	*addr = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)addr, sizeof(sa_family_t)), 0);
+	ck_assert_int_eq(listen(lfd, 0), 0);
+	*alen = sizeof(*addr);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)addr, alen), 0);
+	*queued = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(*queued, (struct sockaddr *)addr, *alen), 0);
+	ck_assert_int_eq(connect(probe, (struct sockaddr *)addr, *alen), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	close(probe);
+	return lfd;
+}
+
+struct unix_connect {
+	struct sockaddr_un addr;
+	socklen_t alen;
+};
+
+static sc_result bg_unix_connect(struct bg_call *c)
+{
+	struct unix_connect *u = c->arg;
+
+	return sc_connect(c->tok, c->fd, (struct sockaddr *)&u->addr, u->alen);
+}
+
+/*
+ * The deadline is lowered at moments spread over the connect's start, from
+ * before its submission to after it waits in the kernel.  Through io_uring a
+ * timeout that fired while the request was still on its way to io-wq used
+ * to be lost, and the connect waited forever.
+ */
+START_TEST(a_connect_times_out_at_a_deadline_lowered_while_it_starts)
+{
+	struct unix_connect u;
+	int queued, lfd = make_full_unix_listener(&u.addr, &u.alen, &queued);
+
+	for (int round = 0; round < 60; round++) {
+		struct bg_call c = { .fn = bg_unix_connect, .arg = &u };
+		sc_token t;
+
+		ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+		c.tok = &t;
+		c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(c.fd, 0);
+		bg_start(&c);
+		spin_ns(round % 15 * 20000);
+		ck_assert_int_eq(sc_token_set_deadline(&t, sc_now_ns() + round % 4 * 50000), 0);
+		assert_status(bg_join(&c), SC_TIMEDOUT, "connect in round %d", round);
+		close(c.fd);
+		ck_assert_int_eq(sc_token_destroy(&t), 0);
+	}
+	close(queued);
+	close(lfd);
+}
+END_TEST
+
+/*
  * With the real-time signal queue full the cancel signal cannot be queued;
  * the thread's deadline timer, whose queue entry was reserved when it was
  * made, must deliver the cancel instead.
@@ -796,6 +886,7 @@ int main(void)
 	tcase_add_test(tc, poll_timeout_is_ok_zero_not_timedout);
 	tcase_add_test(tc, cancelling_sibling_never_cancels_call_under_live_token);
 	tcase_add_test(tc, cancel_gets_through_when_the_signal_queue_is_full);
+	tcase_add_test(tc, a_connect_times_out_at_a_deadline_lowered_while_it_starts);
 	/*
 	 * valgrind 3.19 runs F_OFD_SETLKW as a call that never blocks: waiting
 	 * in it, the thread keeps valgrind's lock and the whole process stops.
@@ -805,8 +896,17 @@ int main(void)
 				    0, K_OFD_SETLKW);
 		tcase_add_loop_test(kinds_tc, each_call_kind_blocked_in_kernel_is_cancelled,
 				    K_OFD_SETLKW + 1, K_COUNT);
+		tcase_add_loop_test(kinds_tc,
+				    each_call_kind_blocked_in_kernel_times_out_at_a_deadline_set_meanwhile,
+				    0, K_OFD_SETLKW);
+		tcase_add_loop_test(kinds_tc,
+				    each_call_kind_blocked_in_kernel_times_out_at_a_deadline_set_meanwhile,
+				    K_OFD_SETLKW + 1, K_COUNT);
 	} else {
 		tcase_add_loop_test(kinds_tc, each_call_kind_blocked_in_kernel_is_cancelled,
+				    0, K_COUNT);
+		tcase_add_loop_test(kinds_tc,
+				    each_call_kind_blocked_in_kernel_times_out_at_a_deadline_set_meanwhile,
 				    0, K_COUNT);
 	}
 	tcase_add_test(many, one_cancel_of_root_releases_64_threads_in_mixed_calls);

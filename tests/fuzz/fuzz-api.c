@@ -11,10 +11,7 @@
  * judged against everything that happened between the moment its call was
  * handed over and the moment its result was collected.
  *
- * FUZZ_TRACE=1 prints the operations as they run.  FUZZ_KNOWN_BUGS=1 also
- * exercises what the library is known to get wrong, which the default run
- * steers around: non-blocking descriptors, bad poll arrays, pread/pwrite
- * offsets, extra poll events and connects missing a deadline on io_uring.
+ * FUZZ_TRACE=1 prints the operations as they run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -163,7 +160,7 @@ static struct {
 
 static uint32_t futex_word;
 static sc_token zero_tok, garbage_tok;
-static bool uring_ok, uring_default, known_bugs, trace;
+static bool uring_ok, uring_default, trace;
 
 static sc_token *volatile sig_tok;
 static volatile int sig_plain, sig_cause, sig_ret;
@@ -506,18 +503,10 @@ static bool call_must_end(const struct job *j)
 	}
 }
 
-/* Known bug: through io_uring, a connect may miss a deadline moved earlier while it starts. */
-static bool deadline_passed(const struct job *j)
-{
-	if (j->on_uring && is_kind(j, J_CONNECT) && j->deadline_moved && !known_bugs)
-		return false;
-	return j->dl_bound <= now_ns();
-}
-
 static bool must_end(const struct job *j)
 {
 	return j->dead_at_start || j->destroyed || j->cancelled_at_start || j->cancel_seen ||
-	       deadline_passed(j) || call_must_end(j);
+	       j->dl_bound <= now_ns() || call_must_end(j);
 }
 
 static void run_call(struct call *c)
@@ -792,9 +781,7 @@ static void check_poll_job(struct job *j, sc_result r)
 	require(r.status == SC_OK && r.value <= 1);
 	require((r.value == 1) == (c->pfd.revents != 0));
 	require(r.value == 1 || c->timeout_ms >= 0);
-	/* Known bug: io_uring's poll reports POLLRDHUP, which poll(2) does only when asked. */
-	short extra = j->on_uring && !known_bugs ? POLLRDHUP : 0;
-	if (c->pfd.revents & ~(c->flags | POLLERR | POLLHUP | extra))
+	if (c->pfd.revents & ~(c->flags | POLLERR | POLLHUP))
 		fail("poll for %#x reported %#x", c->flags, c->pfd.revents);
 }
 
@@ -1311,16 +1298,6 @@ static void op_poke(int k, bool restart)
 
 /* ---- calls made by this thread, which never block ---- */
 
-/*
- * With io_uring, a call on an O_NONBLOCK descriptor waits as if it were
- * blocking (a known bug): unless asked for, only make such a call when what
- * it waits for is there.
- */
-static bool nonblock_ok(bool ready)
-{
-	return ready || !W.on_uring || known_bugs;
-}
-
 static sc_result read_nonblock(int c, sc_token *tok, uint8_t *buf, size_t len, unsigned how)
 {
 	struct chan *ch = &W.chan[c];
@@ -1340,9 +1317,8 @@ static void op_read(int c, int t, size_t len, unsigned how)
 	struct chan *ch = &W.chan[c];
 	uint8_t buf[BUF_LEN];
 	bool dontwait = ch->sock && how % 4 >= 2;
-	bool ready = ch->closed || ch->rpos < ch->wpos;
 
-	if (job_where(reads_chan, c) || !usable(t) || !(dontwait || nonblock_ok(ready)))
+	if (job_where(reads_chan, c) || !usable(t))
 		return;
 	int64_t before = now_ns();
 	sc_result r = read_nonblock(c, tok_ptr(t), buf, len, how);
@@ -1377,7 +1353,7 @@ static void op_write(int c, int t, size_t len, unsigned how)
 	uint8_t buf[BUF_LEN];
 	bool send = ch->sock && (how & 1);
 
-	if (ch->closed || job_where(writes_chan, c) || !usable(t) || !(send || nonblock_ok(false)))
+	if (ch->closed || job_where(writes_chan, c) || !usable(t))
 		return;
 	stream_fill(c, ch->wpos, buf, len);
 	int64_t before = now_ns();
@@ -1496,7 +1472,7 @@ static void op_accept(int t)
 {
 	bool pending = W.connected > W.accepted;
 
-	if (busy_kind(J_ACCEPT) || !usable(t) || !nonblock_ok(pending))
+	if (busy_kind(J_ACCEPT) || !usable(t))
 		return;
 	set_nonblock(W.lfd, true);
 	int64_t before = now_ns();
@@ -1607,23 +1583,12 @@ static sc_result bad_call(unsigned sel, sc_token *tok, int *err, bool *tokenless
 	}
 }
 
-/*
- * Bad arguments the io_uring path is known to mishandle: a NULL poll array
- * is dereferenced, pread on a pipe reads (or waits) instead of ESPIPE, and
- * a negative pwrite offset writes at the file position instead of EINVAL.
- */
-static bool uring_bug(unsigned sel)
-{
-	sel %= 31;
-	return sel == 4 || sel == 6 || sel == 29;
-}
-
 static void op_bad_call(unsigned sel, int t)
 {
 	int err;
 	bool tokenless;
 
-	if (!usable(t) || (W.on_uring && !known_bugs && uring_bug(sel)))
+	if (!usable(t))
 		return;
 	int64_t before = now_ns();
 	sc_result r = bad_call(sel, tok_ptr(t), &err, &tokenless);
@@ -1981,7 +1946,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	const char *env = getenv("SYSCANCEL_BACKEND");
 
 	(void)argc, (void)argv;
-	known_bugs = getenv("FUZZ_KNOWN_BUGS") && *getenv("FUZZ_KNOWN_BUGS") == '1';
 	trace = getenv("FUZZ_TRACE") && *getenv("FUZZ_TRACE") == '1';
 	expect_int(sc_init(NULL), 0, "sc_init");
 	install(SIG_POKE_RESTART, on_poke, SA_RESTART);
