@@ -64,11 +64,18 @@ int sc_chain_check(const sc_token *tok, int64_t *deadline)
 	return dying ? SC_CHAIN_DYING : SC_CHAIN_LIVE;
 }
 
+/*
+ * A call may be published under a dead token whose parent is freed: it
+ * fails once it checks its chain.  Its parent pointer is not followed.
+ */
 int sc_chain_contains(const sc_token *tok, const sc_token *ancestor)
 {
-	for (const sc_token *t = tok; t; t = t->priv_parent)
+	for (const sc_token *t = tok; t; t = t->priv_parent) {
 		if (t == ancestor)
 			return 1;
+		if (!live_state(state_of(t)))
+			return 0;
+	}
 	return 0;
 }
 
