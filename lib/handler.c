@@ -47,13 +47,26 @@ int sc_pc_check = 1;
 #define sc_pc_check 1
 #endif
 
+/* Where in its call a cancel landed, for the torture's counts. */
+static void count_landing(const ucontext_t *uc)
+{
+	uintptr_t pc = uc->uc_mcontext.gregs[REG_RIP];
+
+	if (in_range(pc, sc_stub_begin, sc_stub_syscall))
+		count(&sc_signal_counts.window);
+	else if (pc == (uintptr_t)sc_stub_syscall ||
+		 (pc == (uintptr_t)sc_stub_end && uc->uc_mcontext.gregs[REG_RAX] == -EINTR))
+		count(&sc_signal_counts.in_kernel);
+	else
+		count(&sc_signal_counts.elsewhere);
+}
+
 static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
 {
 	uintptr_t pc = uc->uc_mcontext.gregs[REG_RIP];
 
+	count_landing(uc);
 	if (in_range(pc, sc_stub_begin, sc_stub_end)) {
-		if (pc < (uintptr_t)sc_stub_syscall)
-			count(&sc_signal_counts.window);
 		if (sc_pc_check)
 			uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)sc_stub_cancel;
 	} else if (load_relaxed(&s->inside) &&

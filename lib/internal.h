@@ -127,6 +127,8 @@ void sc_signal_unstick(struct sc_slot *s) SC_HIDDEN;
  */
 struct sc_signal_counts {
 	uint64_t window;	/* cancels that landed between the abort check and the syscall */
+	uint64_t in_kernel;	/* in the syscall: the kernel rewound it, or it returned EINTR */
+	uint64_t elsewhere;	/* in the call, before the stub or after the syscall returned */
 	uint64_t stray;
 	uint64_t refused;	/* sends the full signal queue refused: the timer took over */
 };

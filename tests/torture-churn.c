@@ -100,7 +100,7 @@ void torture_churn(void)
 	printf("churn            %ld threads, at most %d alive: registry slots %u, %u in use at the end\n",
 	       total, ALIVE, slots, taken);
 	ck_assert_msg(slots <= 2 * ALIVE, "the registry grew to %u slots", slots);
-	tally_report("churn", &c->t, (long)window_hits());
+	tally_report("churn", &c->t, landings());
 	close_pipe(c->idle);
 	close_pipe(c->ready);
 	free(c);

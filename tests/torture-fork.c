@@ -170,7 +170,7 @@ void torture_fork(void)
 	f->t.stray_signals = (long)stray_signals();
 	printf("fork             %ld children forked during calls and cancels, %ld passed every check\n",
 	       forks, f->t.completed);
-	tally_report("fork", &f->t, (long)window_hits());
+	tally_report("fork", &f->t, landings());
 	close_pipe(f->idle);
 	free(f);
 }

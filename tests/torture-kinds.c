@@ -92,7 +92,7 @@ static void stream_finish(struct race *r)
 	close_pipe(r->fds);
 }
 
-/* poll: readiness only; the worker then takes one byte itself. */
+/* poll: readiness only; the worker then takes all there is, so the next poll waits. */
 static sc_result poll_call(struct race *r, sc_token *tok, uint32_t rnd)
 {
 	struct pollfd p = { .fd = r->fds[0], .events = POLLIN };
@@ -103,15 +103,19 @@ static sc_result poll_call(struct race *r, sc_token *tok, uint32_t rnd)
 
 static void poll_after_ok(struct race *r, sc_result res)
 {
-	uint8_t b;
+	ssize_t n = res.value == 1 ? read(r->fds[0], r->call_buf, sizeof(r->call_buf)) : -1;
 
-	if (res.value != 1 || read(r->fds[0], &b, 1) != 1)
+	if (n <= 0)
 		add(&r->t.errors, 1);
 	else
-		add(&r->t.bad_bytes, stream_check(&r->received, &b, 1));
+		add(&r->t.bad_bytes, stream_check(&r->received, r->call_buf, (size_t)n));
 }
 
-/* write: the pipe is kept full; the canceller makes room and checks what it reads. */
+/*
+ * write: the pipe (one page) is kept nearly full; the canceller makes room
+ * and checks what it reads.  A pipe frees room only a whole page at a time,
+ * so most writes wait for a supply that empties it.
+ */
 static void write_setup(struct race *r)
 {
 	uint8_t b;
@@ -133,7 +137,7 @@ static void write_setup(struct race *r)
 static sc_result write_call(struct race *r, sc_token *tok, uint32_t rnd)
 {
 	uint64_t pos = r->sent;
-	size_t n = 1 + rnd % 64;
+	size_t n = 1 + rnd % CHUNK_MAX;
 
 	stream_fill(&pos, r->call_buf, n);
 	return sc_write(tok, r->fds[1], r->call_buf, n);
@@ -144,10 +148,10 @@ static void write_after_ok(struct race *r, sc_result res)
 	r->sent += (uint64_t)res.value;
 }
 
-/* Either some bytes or all there is: a pipe frees room a whole page at a time. */
+/* Mostly some bytes, now and then all there is. */
 static void write_supply(struct race *r, uint32_t rnd)
 {
-	size_t want = rnd % 3 ? 64 + rnd % (CHUNK_MAX - 64) : 1 << 16;
+	size_t want = rnd % 8 ? 64 + rnd % (CHUNK_MAX - 64) : 1 << 16;
 	ssize_t n;
 
 	for (size_t got = 0; got < want; got += (size_t)n) {

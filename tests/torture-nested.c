@@ -104,6 +104,6 @@ void torture_nested(int restart)
 	for (long i = torture_scaled(100); i > 0; i--)
 		one_nested_cancel(nest, &t);
 	t.stray_signals = (long)stray_signals();
-	tally_report(restart ? "nested restart" : "nested no-restart", &t, (long)window_hits());
+	tally_report(restart ? "nested restart" : "nested no-restart", &t, landings());
 	free(nest);
 }

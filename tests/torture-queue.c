@@ -168,7 +168,7 @@ void torture_queue(void)
 	       rounds, THREADS, (unsigned long long)refused);
 	ck_assert_msg(refused > 0, "the queue never refused a send: the test tests nothing");
 	t.stray_signals = (long)stray_signals();
-	tally_report("queue", &t, (long)window_hits());
+	tally_report("queue", &t, landings());
 	close_pipe(q->idle);
 	free(q);
 }

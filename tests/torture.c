@@ -21,7 +21,7 @@ bool torture_full;
 /* The run's totals, in memory shared with the children that run the cases. */
 static struct totals {
 	struct tally t;
-	long window;
+	struct landing l;
 	long cases;
 	long races;
 } *totals;
@@ -37,9 +37,38 @@ long torture_scaled(long short_count)
 	return torture_full ? short_count * TORTURE_FULL_SCALE : short_count;
 }
 
-uint64_t window_hits(void)
+static long signal_count(const uint64_t *n)
 {
-	return __atomic_load_n(&sc_signal_counts.window, __ATOMIC_RELAXED);
+	return (long)__atomic_load_n(n, __ATOMIC_RELAXED);
+}
+
+struct landing landings(void)
+{
+	return (struct landing){
+		.window = signal_count(&sc_signal_counts.window),
+		.in_kernel = signal_count(&sc_signal_counts.in_kernel),
+		.elsewhere = signal_count(&sc_signal_counts.elsewhere),
+	};
+}
+
+bool landings_counted(void)
+{
+#ifdef SC_HAVE_STUB
+	return true;
+#else
+	return false;
+#endif
+}
+
+struct landing landings_since(struct landing before)
+{
+	struct landing now = landings();
+
+	return (struct landing){
+		.window = now.window - before.window,
+		.in_kernel = now.in_kernel - before.in_kernel,
+		.elsewhere = now.elsewhere - before.elsewhere,
+	};
 }
 
 /*
@@ -62,13 +91,14 @@ void registry_slots(unsigned *slots, unsigned *taken)
 	sc_registry_count(slots, taken);
 }
 
-static void print_tally(const char *name, const struct tally *t, long window)
+static void print_tally(const char *name, const struct tally *t, const struct landing *l)
 {
 	printf("%-16s attempts %8ld  cancelled %8ld  completed %8ld | hangs %ld  bad bytes %ld  "
 	       "spurious %ld  lost cancels %ld  stray EINTR %ld  stray signals %ld  errors %ld | "
-	       "window hits %ld\n",
+	       "landed: window hits %ld  in kernel %ld  elsewhere %ld\n",
 	       name, t->attempts, t->cancelled, t->completed, t->hangs, t->bad_bytes,
-	       t->spurious, t->lost_cancels, t->stray_eintr, t->stray_signals, t->errors, window);
+	       t->spurious, t->lost_cancels, t->stray_eintr, t->stray_signals, t->errors,
+	       l->window, l->in_kernel, l->elsewhere);
 	fflush(stdout);
 }
 
@@ -83,15 +113,17 @@ void count_race(void)
 	add(&totals->races, 1);
 }
 
-void tally_report(const char *name, const struct tally *t, long window)
+static void add_longs(long *to, const void *from, size_t size)
 {
-	const long *from = (const long *)t;
-	long *to = (long *)&totals->t;
+	for (size_t i = 0; i < size / sizeof(long); i++)
+		add(&to[i], ((const long *)from)[i]);
+}
 
-	print_tally(name, t, window);
-	for (size_t i = 0; i < sizeof(*t) / sizeof(long); i++)
-		add(&to[i], from[i]);
-	add(&totals->window, window);
+void tally_report(const char *name, const struct tally *t, struct landing l)
+{
+	print_tally(name, t, &l);
+	add_longs((long *)&totals->t, t, sizeof(*t));
+	add_longs((long *)&totals->l, &l, sizeof(l));
 	add(&totals->cases, 1);
 	ck_assert_msg(!failures(t), "%s: %ld failures", name, failures(t));
 }
@@ -227,8 +259,8 @@ static bool window_hit_enough(void)
 {
 #ifdef SC_WIDE_WINDOW
 	if (pc_check && totals->races == 2 * torture_kind_count &&
-	    totals->window < WIDE_WINDOW_HITS) {
-		printf("torture: only %ld cancels landed in the widened window\n", totals->window);
+	    totals->l.window < WIDE_WINDOW_HITS) {
+		printf("torture: only %ld cancels landed in the widened window\n", totals->l.window);
 		return false;
 	}
 #endif
@@ -259,7 +291,7 @@ int main(int argc, char **argv)
 		return 99;
 	printf("torture: %s run\n", torture_full ? "full" : "short");
 	int status = run_suite(torture_suite(), CK_FORK);
-	print_tally("total", &totals->t, totals->window);
+	print_tally("total", &totals->t, &totals->l);
 	printf("torture: %ld cases reported, failure counts %s\n", totals->cases,
 	       failures(&totals->t) ? "NOT all 0" : "all 0");
 	return window_hit_enough() ? status : EXIT_FAILURE;

@@ -33,16 +33,26 @@ struct tally {
 	long errors;		/* any other unexpected result */
 };
 
+/* Where the library's cancel signals landed in their calls (counted by its handler). */
+struct landing {
+	long window;		/* between the stub's abort check and its syscall instruction */
+	long in_kernel;		/* in the syscall: rewound onto it by a restart, or EINTR */
+	long elsewhere;		/* in the call but outside the stub, or after the syscall */
+};
+struct landing landings(void);
+struct landing landings_since(struct landing before);
+/* Whether the handler can tell where a signal landed (the stub entry can). */
+bool landings_counted(void);
+
 /*
- * Print t under name, with the cancels that landed in the stub's window,
- * add it to the run's totals, and fail the test if any failure count is not 0.
+ * Print t under name, with where its cancels landed, add both to the run's
+ * totals, and fail the test if any failure count is not 0.
  */
-void tally_report(const char *name, const struct tally *t, long window);
+void tally_report(const char *name, const struct tally *t, struct landing l);
 /* A race case ran (the window hits are only judged when all did). */
 void count_race(void);
 
-/* The library's own counts (lib/internal.h): cancels in the window, stray signals. */
-uint64_t window_hits(void);
+/* The library's own counts (lib/internal.h). */
 uint64_t stray_signals(void);
 uint64_t refused_signals(void);	/* sends the full signal queue refused */
 /* Registry slots in all, and those owned by a live thread. */
