@@ -51,9 +51,9 @@ struct landing landings(void)
 	};
 }
 
-bool landings_counted(void)
+bool kernel_landings_required(void)
 {
-#ifdef SC_HAVE_STUB
+#if defined(SC_HAVE_STUB) && !defined(SC_WIDE_WINDOW)
 	return true;
 #else
 	return false;

@@ -41,8 +41,11 @@ struct landing {
 };
 struct landing landings(void);
 struct landing landings_since(struct landing before);
-/* Whether the handler can tell where a signal landed (the stub entry can). */
-bool landings_counted(void);
+/*
+ * Whether every race case must land cancels in a blocked syscall: where the
+ * handler can tell (the stub entry), unless the widened window takes them.
+ */
+bool kernel_landings_required(void);
 
 /*
  * Print t under name, with where its cancels landed, add both to the run's
