@@ -62,11 +62,16 @@ sc_result sc_syscall(sc_token *tok, long nr, long a1, long a2, long a3,
 	return sc_run_req(tok, &req);
 }
 
-/* The kernel writes the time left back into ts, so a retry keeps the total. */
+/*
+ * The kernel writes the time left back into ts, so a retry keeps the total.
+ * It takes the count as an unsigned int: a larger one would wrap to a few.
+ */
 sc_result sc_poll(sc_token *tok, struct pollfd *fds, nfds_t n, int timeout_ms)
 {
 	struct timespec ts = { timeout_ms / 1000, timeout_ms % 1000 * 1000000L };
 
+	if (n > UINT_MAX)
+		return sc_error(EINVAL);
 	return sc_run(tok, SYS_ppoll, L(fds), L(n), timeout_ms < 0 ? 0 : L(&ts), 0, 8, 0);
 }
 
