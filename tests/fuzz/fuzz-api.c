@@ -1547,7 +1547,8 @@ static sc_result bad_call(unsigned sel, sc_token *tok, int *err, bool *tokenless
 
 	sel %= sizeof(errs) / sizeof(errs[0]);
 	*err = errs[sel];
-	*tokenless = sel == 10 || sel == 11 || sel == 12;
+	/* Arguments the library refuses itself, before it looks at the token. */
+	*tokenless = sel == 7 || sel == 10 || sel == 11 || sel == 12;
 	switch (sel) {
 	case 0: return sc_read(tok, -1, buf, 1);
 	case 1: return sc_write(tok, INT_MAX, buf, 1);

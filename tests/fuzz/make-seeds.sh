@@ -217,3 +217,16 @@ seed destroy-in-flight 00 \
 	01 00 01 00 00 00 \
 	00 00 07 00 00 00 \
 	0e 00 02 00 00 00
+
+# Arguments the library refuses before it looks at the token: a poll count
+# over UINT_MAX, a negative sleep, a lock command that is no lock, under a
+# token whose deadline has passed and under a cancelled one.
+seed argument-errors-first 01 \
+	03 00 00 00 00 00 \
+	02 03 00 00 00 00 \
+	10 07 00 00 00 00 \
+	10 0a 00 00 00 00 \
+	10 0c 00 00 00 00 \
+	10 07 03 00 00 00 \
+	10 0a 03 00 00 00 \
+	10 0c 03 00 00 00
