@@ -51,14 +51,36 @@ static sc_result run_nested(const struct sc_req *req)
 	return v == -1 ? sc_error(errno) : sc_completed(v);
 }
 
-/* Our signal or someone else's: only a cancel or a deadline ends the call. */
+#ifdef SC_WIDE_WINDOW
+/* Test build: a cancel landing between the two reads of sc_interrupted(). */
+static void widen_window(void)
+{
+	int64_t end = sc_now_ns() + 50000;
+
+	while (sc_now_ns() < end)
+		;
+}
+#else
+static void widen_window(void)
+{
+}
+#endif
+
+/*
+ * Our signal or someone else's: only a cancel or a deadline ends the call.
+ * The slot's deadline is read first: a cancel lowers it too, to fire the
+ * thread's timer, but only after marking the token, so a deadline that a
+ * cancel lowered comes with a chain that reads cancelled, never timed out.
+ */
 int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
 {
+	int passed = sc_deadline_passed(s);
 	int64_t dl;
 
+	widen_window();
 	if (sc_chain_check(tok, &dl) == SC_CHAIN_CANCELLED)
 		*r = cancelled;
-	else if (sc_deadline_passed(s))
+	else if (passed)
 		*r = timedout;
 	else
 		return 0;

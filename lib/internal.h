@@ -133,7 +133,7 @@ struct sc_signal_counts {
 	uint64_t refused;	/* sends the full signal queue refused: the timer took over */
 };
 extern struct sc_signal_counts sc_signal_counts SC_HIDDEN;
-#ifdef SC_WIDE_WINDOW
+#if defined(SC_WIDE_WINDOW) && defined(SC_HAVE_STUB)
 extern int sc_pc_check SC_HIDDEN;	/* 0: the handler never diverts, to prove the tests fail */
 #endif
 

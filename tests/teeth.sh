@@ -3,8 +3,8 @@
 # between the stub's abort check and its syscall instruction (tests/torture
 # requires it); here the handler stops diverting them, and the same torture
 # must then fail, with the watchdog catching a call that outlived its cancel.
-if [ "$SC_WIDE_WINDOW" != yes ]; then
-	echo "needs a build configured with --enable-wide-window: skipped"
+if [ "$SC_WIDE_WINDOW" != yes ] || ! grep -q '^#define SC_HAVE_STUB 1' config.h; then
+	echo "needs the stub entry and a build configured with --enable-wide-window: skipped"
 	exit 77
 fi
 out=$(CK_RUN_CASE=race ./tests/torture --no-pc-check 2>&1)
