@@ -43,30 +43,30 @@ static struct fx fx;
 static char buf[16];
 static struct iovec iov = { buf, 1 };
 
-static void open_listener(struct fx *f)
+static void open_listener(void)
 {
-	f->listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(f->listener, 0);
-	f->addr.sun_family = AF_UNIX;
+	fx.listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fx.listener, 0);
+	fx.addr.sun_family = AF_UNIX;
 	/* Abstract: nothing to unlink, nothing left behind. */
-	f->alen = offsetof(struct sockaddr_un, sun_path) + 1 +
-		  snprintf(f->addr.sun_path + 1, sizeof(f->addr.sun_path) - 1,
+	fx.alen = offsetof(struct sockaddr_un, sun_path) + 1 +
+		  snprintf(fx.addr.sun_path + 1, sizeof(fx.addr.sun_path) - 1,
 			   "syscancel-badcalls-%d", getpid());
-	ck_assert_int_eq(bind(f->listener, (struct sockaddr *)&f->addr, f->alen), 0);
-	ck_assert_int_eq(listen(f->listener, 8), 0);
-	f->client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(f->client, 0);
-	ck_assert_int_eq(connect(f->client, (struct sockaddr *)&f->addr, f->alen), 0);
+	ck_assert_int_eq(bind(fx.listener, (struct sockaddr *)&fx.addr, fx.alen), 0);
+	ck_assert_int_eq(listen(fx.listener, 8), 0);
+	fx.client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fx.client, 0);
+	ck_assert_int_eq(connect(fx.client, (struct sockaddr *)&fx.addr, fx.alen), 0);
 }
 
-static void open_file_with_byte(struct fx *f)
+static void open_file_with_byte(void)
 {
 	char path[] = "/tmp/sc-badcalls-XXXXXX";
 
-	f->file = mkostemp(path, O_CLOEXEC);
-	ck_assert_int_ge(f->file, 0);
+	fx.file = mkostemp(path, O_CLOEXEC);
+	ck_assert_int_ge(fx.file, 0);
 	unlink(path);
-	ck_assert_int_eq(pwrite(f->file, "x", 1, 0), 1);
+	ck_assert_int_eq(pwrite(fx.file, "x", 1, 0), 1);
 }
 
 static void fx_open(void)
@@ -76,8 +76,8 @@ static void fx_open(void)
 	make_pipe_with_byte(fx.pipe_);
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fx.sock), 0);
 	ck_assert_int_eq(write(fx.sock[1], "x", 1), 1);
-	open_listener(&fx);
-	open_file_with_byte(&fx);
+	open_listener();
+	open_file_with_byte();
 	fx.epfd = epoll_create1(EPOLL_CLOEXEC);
 	ck_assert_int_ge(fx.epfd, 0);
 	ck_assert_int_eq(epoll_ctl(fx.epfd, EPOLL_CTL_ADD, fx.pipe_[0], &ev), 0);
