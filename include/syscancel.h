@@ -81,6 +81,25 @@ int sc_token_cause(const sc_token *tok);
 bool sc_is_cancelled(const sc_token *tok);
 int64_t sc_now_ns(void);	/* CLOCK_MONOTONIC in ns */
 
+/*
+ * Scopes: cancelling code that knows nothing of syscancel.  Between
+ * sc_scope_enter(tok) and the matching sc_scope_exit(), once tok, one of its
+ * ancestors or the token of an enclosing scope of the thread is cancelled
+ * (or its deadline passes), every blocking syscall the thread makes, from
+ * any code, fails with ECANCELED (ETIMEDOUT for a deadline) and has no
+ * effect, until the scope is left.  While nothing is cancelled a scope costs
+ * nothing per syscall.  Which syscalls count as blocking: syscancel(7).
+ *
+ * sc_scope_enter  EINVAL: tok NULL or not a live token; ENOSPC: SC_SCOPE_MAX
+ *                 scopes already open in this thread; else what the first
+ *                 use's initialisation returns (see sc_init).  The token
+ *                 cannot be destroyed (EBUSY) while a scope uses it.
+ * sc_scope_exit   leaves the innermost scope; EINVAL: no scope open.
+ */
+#define SC_SCOPE_MAX 32
+int sc_scope_enter(sc_token *tok);
+int sc_scope_exit(void);
+
 typedef enum {
 	SC_BACKEND_DEFAULT = 0,
 	SC_BACKEND_SIGNAL,

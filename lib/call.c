@@ -6,7 +6,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -74,9 +73,9 @@ int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
 	int64_t dl;
 
 	widen_window();
-	if (sc_chain_check(tok, &dl) == SC_CHAIN_CANCELLED)
+	if (sc_chain_check(tok, &dl) == SC_CHAIN_CANCELLED || sc_scope_ended(s) == ECANCELED)
 		*r = cancelled;
-	else if (passed)
+	else if (passed || sc_scope_ended(s) == ETIMEDOUT)
 		*r = timedout;
 	else
 		return 0;
@@ -85,25 +84,19 @@ int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
 
 /*
  * Before the first attempt: marks the chain as used by this thread, waits
- * out a destroy, and ends the call if the chain is cancelled, invalid or
- * past its deadline.  *deadline: the chain's.
+ * out a destroy, and ends the call if the chain or a scope of the thread is
+ * cancelled, the chain is invalid, or either is past its deadline.
+ * *deadline: the earliest of the chain's and the scopes'.
  */
 int sc_check_chain(struct sc_slot *s, sc_token *tok, sc_result *r, int64_t *deadline)
 {
-	int64_t dl;
-	int st;
+	int64_t dl, scope_dl;
+	int st = sc_chain_settle(tok, load_relaxed(&s->tid), &dl);
 
-	/*
-	 * A token being destroyed: its destroy sees this call and gives up, or
-	 * the token dies.  A mark cut short by a destroy that gave up is redone.
-	 */
-	for (;;) {
-		int marked = sc_chain_mark(tok, load_relaxed(&s->tid));
-		st = sc_chain_check(tok, &dl);
-		if (st != SC_CHAIN_DYING && (marked || st != SC_CHAIN_LIVE))
-			break;
-		sched_yield();
-	}
+	if (st == SC_CHAIN_LIVE && sc_scope_check(s, &scope_dl) == SC_CHAIN_CANCELLED)
+		st = SC_CHAIN_CANCELLED;
+	else if (st == SC_CHAIN_LIVE && scope_dl < dl)
+		dl = scope_dl;
 	switch (st) {
 	case SC_CHAIN_CANCELLED:
 		*r = cancelled;

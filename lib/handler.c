@@ -85,12 +85,27 @@ static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
 #define SA_LIBRARY SA_SIGINFO
 #endif
 
-/* Tells the signals sc_cancel sends, which carry a pin, from any other. */
+/*
+ * Tells the signals cancellers send, which carry a pin, from any other: a
+ * call's cancel, or a scope's naming the syscall it was sent for (its
+ * number in si_pid, its signature in the value).
+ */
 #define PIN_COOKIE 0x5c51
+#define SCOPE_COOKIE 0x5c52
 
 static int carries_pin(const siginfo_t *si)
 {
-	return si->si_code == SI_QUEUE && si->si_value.sival_int == PIN_COOKIE;
+	return si->si_code == SI_QUEUE &&
+	       (si->si_errno == PIN_COOKIE || si->si_errno == SCOPE_COOKIE);
+}
+
+int sc_scope_signal_names(const siginfo_t *si, long *nr, uint64_t *sig)
+{
+	if (si->si_code != SI_QUEUE || si->si_errno != SCOPE_COOKIE)
+		return 0;
+	*nr = si->si_pid;
+	*sig = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
+	return 1;
 }
 
 static void drop_signal_pin(struct sc_slot *s)
@@ -121,6 +136,8 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 			store_relaxed(&s->abort, s->call);
 		if (call_aborted(s))
 			divert(s, ctx, sig);
+	} else if (s && load_relaxed(&s->scope_depth)) {
+		sc_scope_on_signal(s, si, ctx);
 	}
 	if (s && carries_pin(si))
 		drop_signal_pin(s);
@@ -160,15 +177,15 @@ int sc_handler_install(int signo)
 	return sigaction(signo, &sa, NULL) ? errno : 0;
 }
 
-/* value tells the handler whether the signal carries a pin. */
-static int send_signal(int tid, int value)
+/* cookie tells the handler whether the signal carries a pin, and what for. */
+static int send_signal(int tid, int cookie, int pid, uint64_t value)
 {
-	siginfo_t si = { .si_signo = sc_g.signo, .si_code = SI_QUEUE };
+	siginfo_t si = { .si_signo = sc_g.signo, .si_code = SI_QUEUE, .si_errno = cookie };
 
 	/* Assigned, not designated: the three share a union in glibc's siginfo_t. */
-	si.si_pid = sc_g.pid;
+	si.si_pid = pid;
 	si.si_uid = sc_g.uid;
-	si.si_value.sival_int = value;
+	si.si_value.sival_ptr = (void *)(uintptr_t)value;
 	return syscall(SYS_rt_tgsigqueueinfo, sc_g.pid, tid, sc_g.signo, &si) ? errno : 0;
 }
 
@@ -202,13 +219,28 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call)
 	store_release(&s->abort, call);
 	if (SC_STUB_PRESENT) {
 		__atomic_fetch_add(&s->signal_pins, 1, __ATOMIC_RELEASE);
-		if (!send_signal(tid, PIN_COOKIE))
+		if (!send_signal(tid, PIN_COOKIE, sc_g.pid, 0))
 			return 1;
 		__atomic_fetch_sub(&s->signal_pins, 1, __ATOMIC_RELAXED);
 		count(&sc_signal_counts.refused);
-	} else if (send_signal(tid, 0)) {
+	} else if (send_signal(tid, 0, sc_g.pid, 0)) {
 		count(&sc_signal_counts.refused);
 	}
 	kick_timer(s);
+	return 0;
+}
+
+/*
+ * Called with the slot pinned, its thread seen in a scope that ended and
+ * waiting in syscall nr.  The pin travels with the signal, so the scope's
+ * exit waits until it has landed.
+ */
+int sc_send_scope_signal(struct sc_slot *s, long nr, uint64_t sig)
+{
+	__atomic_fetch_add(&s->signal_pins, 1, __ATOMIC_RELEASE);
+	if (!send_signal(load_relaxed(&s->tid), SCOPE_COOKIE, (int)nr, sig))
+		return 1;
+	__atomic_fetch_sub(&s->signal_pins, 1, __ATOMIC_RELAXED);
+	count(&sc_signal_counts.refused);
 	return 0;
 }

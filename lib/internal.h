@@ -53,6 +53,8 @@ struct sc_slot {
 	int ring_fd;		/* for cancellers; -1 until the ring exists */
 	struct io_uring *ring;
 	struct sc_slot *next;
+	int scope_depth;	/* open scopes; scopes[0] is the outermost */
+	sc_token *scopes[SC_SCOPE_MAX];
 };
 
 /* The call word's low bits: the fast path tests both with one load. */
@@ -91,6 +93,8 @@ void sc_registry_after_fork(void) SC_HIDDEN;
 typedef int sc_slot_fn(struct sc_slot *s, void *arg);
 void sc_slot_unpin(struct sc_slot *s) SC_HIDDEN;
 void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg) SC_HIDDEN;
+/* Calls fn on every slot with a scope open, pinned likewise. */
+void sc_registry_visit_scoped(sc_slot_fn *fn, void *arg) SC_HIDDEN;
 void sc_registry_count(unsigned *slots, unsigned *taken) SC_HIDDEN;
 
 /* token.c; priv_state holds a magic number saying live or dead, plus flags */
@@ -103,6 +107,8 @@ void sc_registry_count(unsigned *slots, unsigned *taken) SC_HIDDEN;
    thread whose calls did, or SC_TOK_SHARED */
 #define SC_TOK_SHARED (-1)
 int sc_chain_mark(sc_token *tok, int tid) SC_HIDDEN;
+/* Marks the chain for this thread and waits out a destroy; the chain's state. */
+int sc_chain_settle(sc_token *tok, int tid, int64_t *deadline) SC_HIDDEN;
 enum { SC_CHAIN_LIVE, SC_CHAIN_DYING, SC_CHAIN_CANCELLED, SC_CHAIN_INVALID };
 int sc_chain_check(const sc_token *tok, int64_t *deadline) SC_HIDDEN;
 int sc_chain_contains(const sc_token *tok, const sc_token *ancestor) SC_HIDDEN;
@@ -118,6 +124,10 @@ int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
 /* handler.c */
 int sc_handler_install(int signo) SC_HIDDEN;
 int sc_send_cancel(struct sc_slot *s, uint64_t call) SC_HIDDEN;
+/* A signal for a thread in a scope, naming the syscall it was seen blocked in. */
+int sc_send_scope_signal(struct sc_slot *s, long nr, uint64_t sig) SC_HIDDEN;
+/* The syscall and signature a scope signal carries; 0 if it carries none. */
+int sc_scope_signal_names(const siginfo_t *si, long *nr, uint64_t *sig) SC_HIDDEN;
 void sc_signal_unstick(struct sc_slot *s) SC_HIDDEN;
 
 /*
@@ -131,6 +141,9 @@ struct sc_signal_counts {
 	uint64_t elsewhere;	/* in the call, before the stub or after the syscall returned */
 	uint64_t stray;
 	uint64_t refused;	/* sends the full signal queue refused: the timer took over */
+	uint64_t scope_skipped;	/* scope: a blocking syscall about to run (or rewound) skipped */
+	uint64_t scope_rewritten;	/* scope: a blocking syscall's EINTR made ECANCELED/ETIMEDOUT */
+	uint64_t scope_missed;	/* scope: landed where no blocking syscall could be ended */
 };
 extern struct sc_signal_counts sc_signal_counts SC_HIDDEN;
 #if defined(SC_WIDE_WINDOW) && defined(SC_HAVE_STUB)
@@ -140,6 +153,43 @@ extern int sc_pc_check SC_HIDDEN;	/* 0: the handler never diverts, to prove the 
 /* the stub, lib/arch/<arch>/: the syscall nr with its six arguments */
 long sc_stub_enter(struct sc_slot *s, long nr, long a1, long a2, long a3,
 		   long a4, long a5, long a6) SC_HIDDEN;
+
+/* scope.c: scopes, and what the handler does for a thread in one */
+/* The state of a thread's scopes: SC_CHAIN_LIVE or _CANCELLED, *deadline the earliest. */
+int sc_scope_check(const struct sc_slot *s, int64_t *deadline) SC_HIDDEN;
+/* ECANCELED or ETIMEDOUT once a scope of the thread has ended, else 0. */
+int sc_scope_ended(const struct sc_slot *s) SC_HIDDEN;
+int sc_scope_contains(const struct sc_slot *s, const sc_token *tok) SC_HIDDEN;
+int sc_scope_poke(struct sc_slot *s) SC_HIDDEN;
+void sc_scope_release(struct sc_slot *s) SC_HIDDEN;
+void sc_scope_on_signal(struct sc_slot *s, const siginfo_t *si, void *ctx) SC_HIDDEN;
+
+/* scope_calls.c: which syscalls, with which arguments, can wait */
+struct sc_syscall {
+	long nr;
+	long args[6];
+	int entered;		/* rewound by the kernel for a restart, not just about to run */
+};
+int sc_syscall_can_wait(const struct sc_syscall *c) SC_HIDDEN;
+/* From /proc: the syscall the thread waits in; EAGAIN if it runs or waits elsewhere. */
+int sc_proc_blocked_syscall(int tid, struct sc_syscall *c, uint64_t *sp, uint64_t *pc) SC_HIDDEN;
+/* What a canceller learns of a blocked syscall, and what the handler compares it with. */
+uint64_t sc_syscall_signature(const struct sc_syscall *c, uint64_t sp, uint64_t pc) SC_HIDDEN;
+
+/* scope_service.c: re-signals ended scopes every millisecond, fires their deadlines */
+int sc_service_running(void) SC_HIDDEN;
+int sc_service_start(void) SC_HIDDEN;
+void sc_service_wake(int64_t when) SC_HIDDEN;
+void sc_service_after_fork(int in_scope) SC_HIDDEN;
+
+/* lib/arch/<arch>/scope.c: the registers of an interrupted syscall */
+extern const int sc_arch_scopes SC_HIDDEN;	/* 0: plain syscalls in scopes run on */
+/* At a syscall instruction, about to run or rewound by the kernel for a restart. */
+int sc_arch_before_syscall(const void *ctx, struct sc_syscall *c) SC_HIDDEN;
+/* Just after a syscall instruction that returned -EINTR; c->nr unknown (-1). */
+int sc_arch_after_eintr(const void *ctx, struct sc_syscall *c, uint64_t *sp, uint64_t *pc) SC_HIDDEN;
+void sc_arch_skip_syscall(void *ctx, long ret) SC_HIDDEN;
+void sc_arch_set_return(void *ctx, long ret) SC_HIDDEN;
 
 /* call.c: the out-of-line parts of a call */
 struct sc_req {
@@ -230,7 +280,8 @@ sc_result sc_run(sc_token *tok, long nr, long a1, long a2, long a3, long a4, lon
 	struct sc_slot *s = sc_self;
 	long v = SC_NOT_ENTERED;
 
-	if (unlikely(!s || (load_relaxed(&s->call) & (SC_CALL_ACTIVE | SC_CALL_URING))))
+	if (unlikely(!s || (load_relaxed(&s->call) & (SC_CALL_ACTIVE | SC_CALL_URING)) ||
+		     load_relaxed(&s->scope_depth)))
 		return sc_run_req(tok, SC_REQ(nr, a1, a2, a3, a4, a5, a6));
 	sc_call_enter(s, tok);
 	if (likely(sc_chain_plain(tok, load_relaxed(&s->tid)))) {

@@ -109,6 +109,7 @@ void sc_slot_release(void *slot)
 
 	if (call_active(s))
 		sc_call_exit(s);
+	sc_scope_release(s);
 	sc_self = NULL;
 	compiler_barrier();
 	sc_timer_delete(s);
@@ -134,9 +135,11 @@ void sc_registry_after_fork(void)
 			s->call &= ~(uint64_t)SC_CALL_ACTIVE;
 			s->via_ring = 0;
 			s->tok = NULL;
+			s->scope_depth = 0;
 			store_relaxed(&s->tid, 0);
 		}
 	}
+	sc_service_after_fork(sc_self && sc_self->scope_depth);
 }
 
 void sc_slot_unpin(struct sc_slot *s)
@@ -146,24 +149,46 @@ void sc_slot_unpin(struct sc_slot *s)
 		syscall(SYS_futex, &s->pins, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-/*
- * Calls fn on every slot whose call in flight runs under tok.  The slot
- * stays pinned during fn: its call cannot end, its token and thread stay
- * alive.  fn may hand the pin to a signal, which drops it on delivery.
- * Async-signal-safe: no lock, no allocation.
- */
-void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg)
+static int runs_under(const struct sc_slot *s, const sc_token *tok)
+{
+	const sc_token *t = call_active(s) ? load_relaxed(&s->tok) : NULL;
+
+	return (t && sc_chain_contains(t, tok)) || sc_scope_contains(s, tok);
+}
+
+static int in_scope(const struct sc_slot *s, const sc_token *tok)
+{
+	(void)tok;
+	return load_acquire(&s->scope_depth) != 0;
+}
+
+static void visit(int (*match)(const struct sc_slot *, const sc_token *),
+		  const sc_token *tok, sc_slot_fn *fn, void *arg)
 {
 	struct sc_slot *head = load_acquire(&registry_head);
 
 	for (struct sc_slot *s = head; s; s = s->next)
 		__atomic_fetch_add(&s->pins, 1, __ATOMIC_SEQ_CST);
 	heavy_barrier();
-	for (struct sc_slot *s = head; s; s = s->next) {
-		const sc_token *t = call_active(s) ? load_relaxed(&s->tok) : NULL;
-		if (!t || !sc_chain_contains(t, tok) || !fn(s, arg))
+	for (struct sc_slot *s = head; s; s = s->next)
+		if (!match(s, tok) || !fn(s, arg))
 			sc_slot_unpin(s);
-	}
+}
+
+/*
+ * Calls fn on every slot whose call in flight, or one of whose scopes, runs
+ * under tok.  The slot stays pinned during fn: its call or scope cannot
+ * end, its tokens and thread stay alive.  fn may hand the pin to a signal,
+ * which drops it on delivery.  Async-signal-safe: no lock, no allocation.
+ */
+void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg)
+{
+	visit(runs_under, tok, fn, arg);
+}
+
+void sc_registry_visit_scoped(sc_slot_fn *fn, void *arg)
+{
+	visit(in_scope, NULL, fn, arg);
 }
 
 static void wait_unpinned(struct sc_slot *s)
@@ -181,8 +206,9 @@ static void wait_unpinned(struct sc_slot *s)
 }
 
 /*
- * A call ends while pinned, or with its deadline timer armed.  Until
- * exiting drops, a signal of the library that lands is still in the call.
+ * A call or scope ends while pinned, or a call with its deadline timer
+ * armed.  Until exiting drops, a signal of the library that lands is still
+ * in the call or scope.
  */
 void sc_call_exit_slow(struct sc_slot *s)
 {

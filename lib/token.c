@@ -114,7 +114,24 @@ int sc_chain_mark(sc_token *tok, int tid)
 	return 1;
 }
 
-/* Could a call of another thread be running under tok? */
+/*
+ * A token being destroyed: its destroy sees this call or scope and gives up,
+ * or the token dies.  A mark cut short by a destroy that gave up is redone.
+ */
+int sc_chain_settle(sc_token *tok, int tid, int64_t *deadline)
+{
+	int st;
+
+	for (;;) {
+		int marked = sc_chain_mark(tok, tid);
+		st = sc_chain_check(tok, deadline);
+		if (st != SC_CHAIN_DYING && (marked || st != SC_CHAIN_LIVE))
+			return st;
+		sched_yield();
+	}
+}
+
+/* Could a call or scope of another thread, or a scope of this one, use tok? */
 static int maybe_used_elsewhere(const sc_token *tok)
 {
 	const struct sc_slot *self = sc_self;
@@ -124,7 +141,8 @@ static int maybe_used_elsewhere(const sc_token *tok)
 	user = load_relaxed(&tok->priv_user);
 	if (!user)
 		return 0;
-	return !self || user != load_relaxed(&self->tid) || call_active(self);
+	return !self || user != load_relaxed(&self->tid) || call_active(self) ||
+	       load_relaxed(&self->scope_depth);
 }
 
 int sc_token_init(sc_token *tok, sc_token *parent)
@@ -187,11 +205,18 @@ int sc_token_destroy(sc_token *tok)
 
 static int lower_call_deadline(struct sc_slot *s, void *arg)
 {
-	(void)arg;
-	int64_t dl;
+	int64_t dl, scope_dl = SC_NO_DEADLINE;
 
-	if (sc_chain_check(load_relaxed(&s->tok), &dl) == SC_CHAIN_INVALID)
+	if (load_relaxed(&s->scope_depth)) {
+		sc_service_wake(*(const int64_t *)arg);
+		if (sc_scope_check(s, &scope_dl) == SC_CHAIN_CANCELLED)
+			return 0;
+	}
+	if (!call_active(s) ||
+	    sc_chain_check(load_relaxed(&s->tok), &dl) == SC_CHAIN_INVALID)
 		return 0;
+	if (load_relaxed(&s->scope_depth) && scope_dl < dl)
+		dl = scope_dl;
 	if (!load_acquire(&s->via_ring))
 		sc_deadline_lower(s, dl);
 	else if (sc_deadline_min(s, dl))
@@ -206,7 +231,7 @@ int sc_token_set_deadline(sc_token *tok, int64_t deadline_ns)
 	store_release(&tok->priv_deadline, deadline_ns);
 	if (deadline_ns != SC_NO_DEADLINE && load_acquire(&sc_g.signo) &&
 	    maybe_used_elsewhere(tok))
-		sc_registry_visit(tok, lower_call_deadline, NULL);
+		sc_registry_visit(tok, lower_call_deadline, &deadline_ns);
 	return 0;
 }
 
@@ -240,6 +265,10 @@ static int cancel_call(struct sc_slot *s, void *arg)
 	uint64_t call = load_relaxed(&s->call);
 
 	(void)arg;
+	if (load_relaxed(&s->scope_depth))
+		sc_service_wake(0);	/* it re-signals the scope until it is left */
+	if (!call_active(s))
+		return sc_scope_poke(s);
 	if (!load_acquire(&s->via_ring))
 		return sc_send_cancel(s, call);
 	store_release(&s->abort, call);
