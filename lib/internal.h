@@ -149,6 +149,9 @@ extern struct sc_signal_counts sc_signal_counts SC_HIDDEN;
 #if defined(SC_WIDE_WINDOW) && defined(SC_HAVE_STUB)
 extern int sc_pc_check SC_HIDDEN;	/* 0: the handler never diverts, to prove the tests fail */
 #endif
+#ifdef SC_WIDE_WINDOW
+extern int sc_scope_diversion SC_HIDDEN;	/* 0: scopes end no syscall, likewise */
+#endif
 
 /* the stub, lib/arch/<arch>/: the syscall nr with its six arguments */
 long sc_stub_enter(struct sc_slot *s, long nr, long a1, long a2, long a3,

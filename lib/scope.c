@@ -190,6 +190,12 @@ static void undo_started(const struct sc_syscall *c)
 		syscall(SYS_connect, c->args[0], &unspec, sizeof(unspec));
 }
 
+#ifdef SC_WIDE_WINDOW
+int sc_scope_diversion = 1;
+#else
+#define sc_scope_diversion 1
+#endif
+
 /* Our signal on a thread in a scope, outside any syscancel call. */
 void sc_scope_on_signal(struct sc_slot *s, const siginfo_t *si, void *ctx)
 {
@@ -197,7 +203,7 @@ void sc_scope_on_signal(struct sc_slot *s, const siginfo_t *si, void *ctx)
 	uint64_t sp, pc, sig;
 	int err = sc_scope_ended(s);
 
-	if (!err)
+	if (!err || !sc_scope_diversion)
 		return;
 	if (sc_arch_before_syscall(ctx, &c)) {
 		if (sc_syscall_can_wait(&c)) {
