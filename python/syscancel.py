@@ -26,6 +26,14 @@ a call blocks.  A call blocked in the main thread is not interrupted by
 Ctrl-C (Python's signal handlers run only between bytecodes): block in
 worker threads and cancel their tokens from the main thread or a handler.
 Sockets must be in blocking mode (no settimeout); use a token deadline.
+
+Code that knows nothing of syscancel (socket, urllib, a C extension) is
+cancelled through a scope: inside ``with syscancel.scope(tok):``, once tok
+is cancelled, every blocking system call of that thread fails with OSError
+ECANCELED (ETIMEDOUT past the deadline) until the scope is left::
+
+    with syscancel.scope(tok):
+        data = sock.recv(4096)      # OSError(ECANCELED) once tok.cancel()
 """
 
 import ctypes
@@ -36,7 +44,8 @@ import os
 import socket
 
 __all__ = ["Token", "Cancelled", "TimedOut", "now_ns", "read", "write",
-           "recv", "send", "accept", "sleep", "poll", "NO_DEADLINE"]
+           "recv", "send", "accept", "sleep", "poll", "scope", "scope_enter",
+           "scope_exit", "NO_DEADLINE"]
 
 NO_DEADLINE = 2**63 - 1
 _OK, _ERROR, _CANCELLED, _TIMEDOUT = range(4)
@@ -92,7 +101,9 @@ for _name, _res, _args in [
         ("sc_accept", _Result, [_TP, _int, _vp, _vp, _int]),
         ("sc_poll", _Result, [_TP, ctypes.POINTER(_PollFd), ctypes.c_ulong,
                               _int]),
-        ("sc_sleep", _Result, [_TP, _i64])]:
+        ("sc_sleep", _Result, [_TP, _i64]),
+        ("sc_scope_enter", _int, [_TP]),
+        ("sc_scope_exit", _int, [])]:
     _f = getattr(_lib, _name)
     _f.restype, _f.argtypes = _res, _args
 del _name, _res, _args, _f
@@ -267,3 +278,35 @@ def poll(fds, timeout=None, token=None):
     ms = -1 if timeout is None else max(0, math.ceil(timeout * 1000))
     _result(_lib.sc_poll(_ptr(token), arr, len(fds), ms), token)
     return [(p.fd, p.revents) for p in arr if p.revents]
+
+
+def scope_enter(token):
+    """Open a scope of token in this thread (sc_scope_enter).
+
+    Until the matching scope_exit(), once the token is cancelled or its
+    deadline passes, every blocking system call this thread makes fails
+    with OSError ECANCELED (ETIMEDOUT for the deadline).  Keep the token
+    alive and open while the scope is open (closing it raises EBUSY).
+    """
+    _check(_lib.sc_scope_enter(_ptr(token)))
+
+
+def scope_exit():
+    """Leave this thread's innermost scope; OSError EINVAL if none is open."""
+    _check(_lib.sc_scope_exit())
+
+
+class scope:
+    """Context manager: scope_enter(token) on entry, scope_exit() on exit."""
+
+    def __init__(self, token):
+        if not isinstance(token, Token):
+            raise TypeError("token must be a syscancel.Token")
+        self.token = token
+
+    def __enter__(self):
+        scope_enter(self.token)
+        return self.token
+
+    def __exit__(self, *exc):
+        scope_exit()

@@ -7,12 +7,15 @@ watchdog below would end the run with a traceback.
 
 import errno
 import faulthandler
+import http.server
 import os
+import platform
 import socket
 import sys
 import threading
 import time
 import unittest
+import urllib.request
 
 import syscancel
 
@@ -57,6 +60,32 @@ def wait_blocked(thread, fd=None):
                 return
         os.sched_yield()
     raise AssertionError("thread %d never blocked" % thread.native_id)
+
+
+SYS_RECVFROM = 45   # x86_64: socket.recv() and http.client's reads block here
+
+
+def wait_in_syscall(thread, nr):
+    """Wait until thread sleeps in syscall number nr.
+
+    Without /proc/.../syscall, state 'S' is all there is to go on.
+    """
+    task = "/proc/self/task/%d/" % thread.native_id
+    end = time.monotonic() + BOUND
+    while time.monotonic() < end:
+        with open(task + "stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state == "S":
+            try:
+                with open(task + "syscall") as f:
+                    fields = f.read().split()
+            except OSError:
+                return
+            if fields and fields[0] == str(nr):
+                return
+        os.sched_yield()
+    raise AssertionError("thread %d never blocked in syscall %d"
+                         % (thread.native_id, nr))
 
 
 class TestPython(unittest.TestCase):
@@ -175,9 +204,165 @@ class TestPython(unittest.TestCase):
                 syscancel.read(self.r, 1, token=object())
 
 
+def errno_of(e):
+    """e's errno, or that of the reason urllib wrapped (URLError)."""
+    return e.errno if e.errno is not None else getattr(e.reason, "errno", None)
+
+
+class OkHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+def read_request(conn):
+    """Read an HTTP request's head: the client has sent all it will."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise AssertionError("request cut short: %r" % data)
+        data += chunk
+    return data
+
+
+# No proxy from the environment: every request stays on 127.0.0.1.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@unittest.skipUnless(platform.machine() == "x86_64", "scopes need x86_64")
+class TestScope(unittest.TestCase):
+    """Scopes cancel code that knows nothing of syscancel: socket, urllib."""
+
+    def test_scope_api_errors(self):
+        with self.assertRaises(OSError) as cm:
+            syscancel.scope_exit()
+        self.assertEqual(cm.exception.errno, errno.EINVAL)
+        tok = syscancel.Token()
+        with syscancel.scope(tok):
+            with self.assertRaises(OSError) as cm:
+                tok.close()
+            self.assertEqual(cm.exception.errno, errno.EBUSY)
+        tok.close()
+
+    def test_recv_in_a_scope_fails_with_ECANCELED_and_takes_nothing(self):
+        a, b = socket.socketpair()
+        ended = threading.Event()
+        out = {}
+
+        def worker():
+            with syscancel.scope(tok):
+                try:
+                    out["data"] = a.recv(16)
+                except OSError as e:
+                    out["error"] = e
+                out["t"] = time.monotonic()
+                ended.set()
+            return a.recv(16)
+
+        with a, b, syscancel.Token() as tok:
+            call = Call(worker)
+            call.start()
+            wait_blocked(call, a.fileno())
+            t0 = time.monotonic()
+            tok.cancel()
+            self.assertTrue(ended.wait(BOUND), "recv did not return")
+            print("\nsock.recv: %r %.3f ms after the cancel"
+                  % (out.get("error"), (out["t"] - t0) * 1e3))
+            self.assertNotIn("data", out)
+            self.assertIsInstance(out["error"], OSError)
+            self.assertEqual(out["error"].errno, errno.ECANCELED)
+            b.sendall(b"x")                 # outside the scope: read whole
+            self.assertIsNone(self.finish(call))
+            self.assertEqual(call.result, b"x")
+
+    def test_recv_in_a_scope_fails_with_ETIMEDOUT_at_the_deadline(self):
+        a, b = socket.socketpair()
+
+        def worker():
+            with syscancel.scope(tok):
+                try:
+                    a.recv(16)
+                finally:
+                    ended.append(time.monotonic())
+
+        ended = []
+        with a, b, syscancel.Token() as tok:
+            t0 = time.monotonic()
+            tok.set_timeout(0.1)
+            call = Call(worker)
+            call.start()
+            err = self.finish(call)
+            elapsed = ended[0] - t0
+            print("\nsock.recv: %r after %.3f ms, deadline 100 ms"
+                  % (err, elapsed * 1e3))
+            self.assertIsInstance(err, OSError)
+            self.assertEqual(err.errno, errno.ETIMEDOUT)
+            self.assertGreaterEqual(elapsed, 0.1)
+            b.sendall(b"y")
+            self.assertEqual(a.recv(16), b"y")
+
+    def test_urlopen_in_a_scope_is_cancelled_and_works_after_it(self):
+        mute = socket.create_server(("127.0.0.1", 0))
+        httpd = http.server.HTTPServer(("127.0.0.1", 0), OkHandler)
+        server = threading.Thread(target=httpd.serve_forever, daemon=True)
+        server.start()
+        ended = threading.Event()
+        out = {}
+
+        def worker():
+            with syscancel.scope(tok):
+                try:
+                    _opener.open("http://127.0.0.1:%d/"
+                                 % mute.getsockname()[1], timeout=None)
+                except OSError as e:
+                    out["error"] = e
+                out["t"] = time.monotonic()
+                ended.set()
+            with _opener.open("http://127.0.0.1:%d/"
+                              % httpd.server_address[1], timeout=BOUND) as r:
+                return r.status, r.read()
+
+        try:
+            with mute, syscancel.Token() as tok:
+                call = Call(worker)
+                call.start()
+                mute.settimeout(BOUND)
+                conn, _ = mute.accept()
+                with conn:
+                    conn.settimeout(BOUND)
+                    read_request(conn)
+                    wait_in_syscall(call, SYS_RECVFROM)
+                    t0 = time.monotonic()
+                    tok.cancel()
+                    self.assertTrue(ended.wait(BOUND),
+                                    "urlopen did not return")
+                print("\nurlopen: %r %.3f ms after the cancel"
+                      % (out.get("error"), (out["t"] - t0) * 1e3))
+                self.assertIsInstance(out.get("error"), OSError)
+                self.assertEqual(errno_of(out["error"]), errno.ECANCELED)
+                self.assertIsNone(self.finish(call))
+                self.assertEqual(call.result, (200, b"ok"))
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+
+    def finish(self, call):
+        call.join(BOUND)
+        self.assertFalse(call.is_alive(), "call did not return")
+        return call.error
+
+
 def main():
     faulthandler.dump_traceback_later(120, exit=True)
-    suite = unittest.defaultTestLoader.loadTestsFromTestCase(TestPython)
+    loader = unittest.defaultTestLoader
+    suite = unittest.TestSuite([loader.loadTestsFromTestCase(TestPython),
+                                loader.loadTestsFromTestCase(TestScope)])
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
     failed = (len(result.failures) + len(result.errors)
               + len(result.unexpectedSuccesses))
