@@ -75,23 +75,6 @@ static void unblock_foreign_signals(void)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
-/*
- * Worker and canceller on different CPUs where there are two: a cancel can
- * then land at any instruction of the call, not only where the worker
- * blocks or is preempted.
- */
-static void run_on_cpu(int which)
-{
-	cpu_set_t set;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
-	if (cpus < 2)
-		return;
-	CPU_ZERO(&set);
-	CPU_SET(which % cpus, &set);
-	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
 static void *worker(void *arg)
 {
 	struct duel *d = arg;

@@ -1,7 +1,8 @@
 /*
- * tests/torture [--full] [--no-pc-check]: every torture case, each in a
- * child process, with its counts printed and the run's totals at the end.
- * CK_RUN_CASE picks one case (race, storm, nested, churn, fork, queue).
+ * tests/torture [--full] [--no-pc-check] [--no-scope-diversion]: every
+ * torture case, each in a child process, with its counts printed and the
+ * run's totals at the end.  CK_RUN_CASE picks one case (race, storm,
+ * nested, churn, fork, queue, scope).
  */
 #define _GNU_SOURCE
 #include "torture.h"
@@ -10,6 +11,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -186,6 +188,57 @@ void disable_pc_check(void)
 #endif
 }
 
+struct scope_landing scope_landings(void)
+{
+	return (struct scope_landing){
+		.skipped = signal_count(&sc_signal_counts.scope_skipped),
+		.rewritten = signal_count(&sc_signal_counts.scope_rewritten),
+		.missed = signal_count(&sc_signal_counts.scope_missed),
+	};
+}
+
+struct scope_landing scope_landings_since(struct scope_landing before)
+{
+	struct scope_landing now = scope_landings();
+
+	return (struct scope_landing){
+		.skipped = now.skipped - before.skipped,
+		.rewritten = now.rewritten - before.rewritten,
+		.missed = now.missed - before.missed,
+	};
+}
+
+bool scopes_end_plain_calls(void)
+{
+	return sc_arch_scopes;
+}
+
+void disable_scope_diversion(void)
+{
+#ifdef SC_WIDE_WINDOW
+	if (!sc_arch_scopes) {
+		fprintf(stderr, "--no-scope-diversion: no plain syscall ends in this build\n");
+		exit(77);
+	}
+	sc_scope_diversion = 0;
+#else
+	fprintf(stderr, "--no-scope-diversion needs --enable-wide-window\n");
+	exit(2);
+#endif
+}
+
+void run_on_cpu(int which)
+{
+	cpu_set_t set;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cpus < 2)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(which % cpus, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
 START_TEST(race)
 {
 	torture_race(_i);
@@ -222,6 +275,12 @@ START_TEST(queue)
 }
 END_TEST
 
+START_TEST(scope)
+{
+	torture_scope(_i);
+}
+END_TEST
+
 #if SC_TSAN
 /* The fork case's children start threads; TSan would kill them for it. */
 const char *__tsan_default_options(void)
@@ -249,6 +308,9 @@ static Suite *torture_suite(void)
 	tcase_add_test(add_tcase(s, "churn", bound, init_library), churn);
 	tcase_add_test(add_tcase(s, "fork", bound, init_library), fork_during_calls);
 	tcase_add_test(add_tcase(s, "queue", bound, init_library), queue);
+	if (scopes_end_plain_calls())
+		tcase_add_loop_test(add_tcase(s, "scope", bound, init_library), scope, 0,
+				    torture_scope_count);
 	return s;
 }
 
@@ -275,8 +337,12 @@ static void parse_options(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--no-pc-check")) {
 			disable_pc_check();
 			pc_check = false;
+		} else if (!strcmp(argv[i], "--no-scope-diversion")) {
+			disable_scope_diversion();
 		} else {
-			fprintf(stderr, "usage: %s [--full] [--no-pc-check]\n", argv[0]);
+			fprintf(stderr,
+				"usage: %s [--full] [--no-pc-check] [--no-scope-diversion]\n",
+				argv[0]);
 			exit(2);
 		}
 	}

@@ -63,6 +63,26 @@ void registry_slots(unsigned *slots, unsigned *taken);
 /* Test build only: stop the handler from diverting, to show the suite then fails. */
 void disable_pc_check(void);
 
+/* What the handler did with the signals of ended scopes (lib/internal.h). */
+struct scope_landing {
+	long skipped;		/* a blocking syscall about to run, or rewound, skipped */
+	long rewritten;		/* a blocking syscall's EINTR made ECANCELED or ETIMEDOUT */
+	long missed;		/* landed where no blocking syscall could be ended */
+};
+struct scope_landing scope_landings(void);
+struct scope_landing scope_landings_since(struct scope_landing before);
+/* Whether scopes end plain syscalls in this build (x86_64, not under TSan). */
+bool scopes_end_plain_calls(void);
+/* Test build only: scopes end no syscall, to show the scope cases then fail. */
+void disable_scope_diversion(void);
+
+/*
+ * Worker and canceller on different CPUs where there are two: a cancel can
+ * then land at any instruction of the call, not only where the worker
+ * blocks or is preempted.
+ */
+void run_on_cpu(int which);
+
 /*
  * Wait for fd (an eventfd) to become readable with the foreign signals
  * blocked, and consume it: any EINTR is then a library signal that landed
@@ -100,5 +120,8 @@ void torture_nested(int restart);
 void torture_churn(void);
 void torture_fork(void);
 void torture_queue(void);
+/* torture-scope.c: plain libc calls in scopes, the kinds first with cancels, then deadlines. */
+void torture_scope(int index);
+extern const int torture_scope_count;
 
 #endif
