@@ -24,7 +24,7 @@ static struct sc_slot *registry_head;
  * Orders the canceller's earlier stores before its later loads on every
  * thread of the process, so the calling side needs only a compiler barrier.
  */
-static void heavy_barrier(void)
+void sc_registry_barrier(void)
 {
 	if (!sc_g.use_membarrier ||
 	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0))
@@ -54,6 +54,8 @@ static struct sc_slot *slot_new(int tid)
 	s->timer = -1;
 	s->ring_fd = -1;
 	s->deadline = SC_NO_DEADLINE;
+	s->svc_deadline = SC_NO_DEADLINE;
+	s->svc_index = -1;
 	s->next = load_relaxed(&registry_head);
 	while (!__atomic_compare_exchange_n(&registry_head, &s->next, s, true,
 					    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
@@ -126,7 +128,11 @@ void sc_registry_after_fork(void)
 		s->exiting = 0;
 		s->timer = -1;
 		s->timer_armed = 0;
-		s->deadline = SC_NO_DEADLINE;	/* it went with the timer */
+		s->deadline = SC_NO_DEADLINE;
+		s->svc_deadline = SC_NO_DEADLINE;	/* the service starts afresh */
+		s->svc_index = -1;
+		s->svc_queued = 0;
+		s->svc_batched = 0;
 		sc_uring_release(s);	/* the ring's memory is shared with the parent */
 		if (s == sc_self) {
 			store_relaxed(&s->tid, gettid());
@@ -169,7 +175,7 @@ static void visit(int (*match)(const struct sc_slot *, const sc_token *),
 
 	for (struct sc_slot *s = head; s; s = s->next)
 		__atomic_fetch_add(&s->pins, 1, __ATOMIC_SEQ_CST);
-	heavy_barrier();
+	sc_registry_barrier();
 	for (struct sc_slot *s = head; s; s = s->next)
 		if (!match(s, tok) || !fn(s, arg))
 			sc_slot_unpin(s);
@@ -206,7 +212,7 @@ static void wait_unpinned(struct sc_slot *s)
 }
 
 /*
- * A call or scope ends while pinned, or a call with its deadline timer
+ * A call or scope ends while pinned, or a call with the thread's timer
  * armed.  Until exiting drops, a signal of the library that lands is still
  * in the call or scope.
  */
@@ -217,7 +223,7 @@ void sc_call_exit_slow(struct sc_slot *s)
 	if (load_acquire(&s->pins))
 		wait_unpinned(s);
 	if (load_relaxed(&s->timer_armed))
-		sc_deadline_disarm(s);
+		sc_timer_disarm(s);
 	store_release(&s->exiting, 0);
 }
 

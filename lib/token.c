@@ -208,7 +208,7 @@ static int lower_call_deadline(struct sc_slot *s, void *arg)
 	int64_t dl, scope_dl = SC_NO_DEADLINE;
 
 	if (load_relaxed(&s->scope_depth)) {
-		sc_service_wake(*(const int64_t *)arg);
+		sc_service_notify(s, *(const int64_t *)arg);
 		if (sc_scope_check(s, &scope_dl) == SC_CHAIN_CANCELLED)
 			return 0;
 	}
@@ -265,10 +265,12 @@ static int cancel_call(struct sc_slot *s, void *arg)
 	uint64_t call = load_relaxed(&s->call);
 
 	(void)arg;
-	if (load_relaxed(&s->scope_depth))
-		sc_service_wake(0);	/* it re-signals the scope until it is left */
-	if (!call_active(s))
-		return sc_scope_poke(s);
+	if (!call_active(s)) {
+		int handed = sc_scope_poke(s);
+		sc_scope_watch(s);
+		return handed;
+	}
+	sc_scope_watch(s);
 	if (!load_acquire(&s->via_ring))
 		return sc_send_cancel(s, call);
 	store_release(&s->abort, call);
