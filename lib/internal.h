@@ -53,6 +53,8 @@ struct sc_slot {
 	int ring_fd;		/* for cancellers; -1 until the ring exists */
 	struct io_uring *ring;
 	struct sc_slot *next;
+	struct sc_slot *free_next;	/* in the free list, while no thread owns it */
+	struct sc_slot *tid_next;	/* in its tid's bucket, while a thread owns it */
 	int scope_depth;	/* open scopes; scopes[0] is the outermost */
 	sc_token *scopes[SC_SCOPE_MAX];
 	int64_t scope_poked;	/* when a scope's thread was last looked at in /proc */
@@ -103,6 +105,8 @@ void sc_slot_unpin(struct sc_slot *s) SC_HIDDEN;
 void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg) SC_HIDDEN;
 /* Calls fn on every slot with a scope open, pinned likewise. */
 void sc_registry_visit_scoped(sc_slot_fn *fn, void *arg) SC_HIDDEN;
+int sc_registry_slot_runs_under(struct sc_slot *s, const sc_token *tok) SC_HIDDEN;
+struct sc_slot *sc_slot_of(int tid) SC_HIDDEN;
 /* Orders the caller's earlier stores before its later loads, on every thread. */
 void sc_registry_barrier(void) SC_HIDDEN;
 void sc_registry_count(unsigned *slots, unsigned *taken) SC_HIDDEN;

@@ -172,13 +172,26 @@ static int mark_in_use(struct sc_slot *s, void *arg)
 	return 0;
 }
 
+/*
+ * A token only one thread used can be in use only by that thread's slot:
+ * a thread that has none (it exited) is in no call, and another thread that
+ * starts one under the token marks it shared first or sees it dying.
+ */
 static int in_use(const sc_token *tok)
 {
 	int used = __atomic_load_n(&tok->priv_children, __ATOMIC_SEQ_CST) != 0;
+	struct sc_slot *s;
+	int user;
 
-	if (!used && maybe_used_elsewhere(tok))
+	if (used || !maybe_used_elsewhere(tok))
+		return used;
+	user = __atomic_load_n(&tok->priv_user, __ATOMIC_SEQ_CST);
+	if (user == SC_TOK_SHARED) {
 		sc_registry_visit(tok, mark_in_use, &used);
-	return used;
+		return used;
+	}
+	s = sc_slot_of(user);
+	return s && sc_registry_slot_runs_under(s, tok);
 }
 
 int sc_token_destroy(sc_token *tok)
