@@ -22,9 +22,13 @@
  * by one sc_cancel of the root token above theirs, or by N tgkill(2) to plain
  * read(2)s (the floor).  ns from the release to the last thread's return.
  *
+ * Scopes (bench/scope.c): sc_scope_enter+exit, plain read(2) in a live scope,
+ * and a cancel ending a plain read(2) in a scope, then its retry.
+ *
  * Usage: syscancel-bench [--quick] [--large] [--csv FILE]
  * --large adds a shutdown of 10,000 threads.
- * CSV: method,sample_ns with method as id@same-cpu, id@two-cpus or shutdown-N@id.
+ * CSV: method,sample_ns with method as id@same-cpu, id@two-cpus or shutdown-N@id
+ * (the scope section's ids start with scope_).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,42 +49,11 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <syscancel.h>
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define SEC_NS 1000000000LL
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "syscancel-bench: %s: %s\n", what, strerror(err));
-	exit(2);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-/* The p-th percentile (0..100) of v[0..n-1]; sorts v. */
-static double percentile(double *v, int n, double p)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	int i = (int)(p / 100.0 * n);
-	return v[i < n ? i : n - 1];
-}
+#include "bench.h"
 
 static long futex(unsigned *word, int op, unsigned val, const struct timespec *timeout)
 {
 	return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
-}
-
-/*
- * Switch this thread to backend b (SC_BACKEND_DEFAULT: leave it alone, the
- * method makes no syscancel call); false if this build or kernel lacks it.
- */
-static bool use_backend(sc_backend b)
-{
-	return b == SC_BACKEND_DEFAULT || sc_thread_backend(b) == 0;
 }
 
 /* ---- heap accounting ---------------------------------------------------- */
@@ -200,15 +173,6 @@ static long read_poll_eventfd(int fd, char *c)
 	return read(fd, c, 1);
 }
 
-struct fast_method {
-	const char *name;
-	long (*read1)(int fd, char *c);
-	sc_backend backend;	/* SC_BACKEND_DEFAULT: not a syscancel call */
-	double *ns;		/* ns/call of each round */
-};
-
-#define FAST(name_, read1_, backend_) { .name = name_, .read1 = read1_, .backend = backend_ }
-
 static struct fast_method fast_methods[] = {
 	FAST("read(2), libc", read_libc, SC_BACKEND_DEFAULT),
 	FAST("syscall(SYS_read)", read_raw, SC_BACKEND_DEFAULT),
@@ -220,79 +184,24 @@ static struct fast_method fast_methods[] = {
 	FAST("poll(fd, eventfd) + read(2)", read_poll_eventfd, SC_BACKEND_DEFAULT),
 };
 
-/* ns per read over iters 1-byte reads; refills untimed, cap bytes at a time. */
-static double fast_round(const struct fast_method *m, int pfd[2], long iters, long cap)
-{
-	static char fill[1 << 20];
-	int64_t spent = 0;
-	char c;
-
-	for (long done = 0, batch; done < iters; done += batch) {
-		batch = iters - done < cap ? iters - done : cap;
-		if (write(pfd[1], fill, batch) != batch)
-			die("pipe refill", errno);
-		int64_t t0 = sc_now_ns();
-		for (long i = 0; i < batch; i++)
-			if (m->read1(pfd[0], &c) != 1)
-				die(m->name, EIO);
-		spent += sc_now_ns() - t0;
-	}
-	return (double)spent / iters;
-}
-
 static void bench_fast_path(int rounds, long iters)
 {
 	const int n = ARRAY_SIZE(fast_methods);
-	bool usable[ARRAY_SIZE(fast_methods)];
 	int pfd[2];
+	long cap = fast_pipe(pfd);
 
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		die("pipe2", errno);
-	fcntl(pfd[1], F_SETPIPE_SZ, 1 << 20);	/* fewer refills; fine if refused */
-	long cap = fcntl(pfd[1], F_GETPIPE_SZ);
-	if (cap > 1 << 20)
-		cap = 1 << 20;		/* the size of fast_round's fill buffer */
 	int err = sc_token_init(&live_tok, NULL);
 	if (!err)
 		err = sc_token_init(&deadline_tok, NULL);
 	if (!err)
 		err = sc_token_set_timeout(&deadline_tok, 3600 * SEC_NS);
-	if (cap <= 0 || err)
-		die("fast path setup", cap <= 0 ? errno : err);
-
-	for (int k = 0; k < n; k++) {
-		struct fast_method *m = &fast_methods[k];
-		usable[k] = use_backend(m->backend);
-		m->ns = calloc(rounds, sizeof(double));
-		if (usable[k])
-			fast_round(m, pfd, iters / 10 + 1, cap);	/* warm-up */
-	}
-	for (int r = 0; r < rounds; r++) {
-		for (int j = 0; j < n; j++) {
-			int k = (r + j) % n;	/* rotate the order against drift */
-			if (!usable[k])
-				continue;
-			use_backend(fast_methods[k].backend);
-			fast_methods[k].ns[r] = fast_round(&fast_methods[k], pfd, iters, cap);
-		}
-	}
-	use_backend(SC_BACKEND_SIGNAL);
+	if (err)
+		die("fast path setup", err);
+	fast_run(fast_methods, n, rounds, iters, pfd, cap);
 
 	printf("Fast path: uncancelled 1-byte read from a non-empty pipe\n");
 	printf("  %d rounds x %ld reads per method, methods interleaved\n\n", rounds, iters);
-	printf("  %-32s %10s %10s %10s %10s\n", "method", "median ns", "min ns", "+ns", "ratio");
-	double base = percentile(fast_methods[0].ns, rounds, 50);
-	for (int k = 0; k < n; k++) {
-		struct fast_method *m = &fast_methods[k];
-		if (!usable[k]) {
-			printf("  %-32s %10s\n", m->name, "n/a (backend not available)");
-		} else {
-			double med = percentile(m->ns, rounds, 50);	/* sorts: ns[0] is the min */
-			printf("  %-32s %10.1f %10.1f %+10.1f %9.3fx\n", m->name, med, m->ns[0],
-			       med - base, med / base);
-		}
-		free(m->ns);
-	}
+	fast_table(fast_methods, n, rounds);
 	printf("\n");
 	sc_token_destroy(&live_tok);
 	sc_token_destroy(&deadline_tok);
@@ -396,28 +305,6 @@ static void bench_memory(long iters)
 
 /* ---- wake-up latency ---------------------------------------------------- */
 
-struct lat_ctx {
-	int pipe[2];
-	int efd;
-	pthread_t sub;			/* pthread_cancel's victim */
-	pid_t sub_tid;
-	sc_token tok;			/* fresh for every sample */
-	const struct lat_method *m;	/* NULL: the worker exits */
-	pid_t tid;
-	unsigned go, entered, done;	/* sample sequence numbers */
-	bool ok;			/* the call returned what the method expects */
-	int64_t t1;
-};
-
-struct lat_method {
-	const char *name, *id;
-	bool (*block)(struct lat_ctx *c);	/* worker: the blocking call */
-	void (*wake)(struct lat_ctx *c);	/* main: make it return */
-	sc_backend backend;
-	double *ns;		/* wake-up latency of each sample */
-	double *waker_ns;	/* how long the wake call itself took, in main */
-};
-
 static bool block_read(struct lat_ctx *c)
 {
 	char b;
@@ -431,13 +318,6 @@ static bool read_eintr(int fd)
 	return read(fd, &b, 1) < 0 && errno == EINTR;
 }
 
-static bool sc_read_cancelled(sc_token *tok, int fd)
-{
-	char b;
-	sc_result r = sc_read(tok, fd, &b, 1);
-	return r.status == SC_CANCELLED && r.error == ECANCELED;
-}
-
 static bool block_read_eintr(struct lat_ctx *c) { return read_eintr(c->pipe[0]); }
 
 static bool block_poll(struct lat_ctx *c)
@@ -447,8 +327,6 @@ static bool block_poll(struct lat_ctx *c)
 	eventfd_t v;
 	return poll(p, 2, -1) == 1 && eventfd_read(c->efd, &v) == 0;
 }
-
-static bool block_sc_read(struct lat_ctx *c) { return sc_read_cancelled(&c->tok, c->pipe[0]); }
 
 static bool block_sc_read_data(struct lat_ctx *c)
 {
@@ -462,8 +340,6 @@ static void wake_write(struct lat_ctx *c)
 	if (write(c->pipe[1], "x", 1) != 1)
 		die("write", errno);
 }
-
-static char thread_state(pid_t tid);
 
 static void *cancellable_read(void *arg)
 {
@@ -492,10 +368,6 @@ static bool block_pthread_read(struct lat_ctx *c)
 static void wake_pthread_cancel(struct lat_ctx *c) { pthread_cancel(c->sub); }
 static void wake_eventfd(struct lat_ctx *c) { eventfd_write(c->efd, 1); }
 static void wake_tgkill(struct lat_ctx *c) { tgkill(getpid(), c->tid, SIGUSR1); }
-static void wake_cancel(struct lat_ctx *c) { sc_cancel(&c->tok); }
-
-#define LAT(name_, id_, block_, wake_, backend_) \
-	{ .name = name_, .id = id_, .block = block_, .wake = wake_, .backend = backend_ }
 
 static struct lat_method lat_methods[] = {
 	LAT("read(2) woken by write(2)", "read_write", block_read, wake_write,
@@ -525,177 +397,20 @@ static void catch_sigusr1(void)
 		die("sigaction", errno);
 }
 
-static void *lat_worker(void *arg)
-{
-	struct lat_ctx *c = arg;
-
-	__atomic_store_n(&c->tid, gettid(), __ATOMIC_RELEASE);
-	for (unsigned seq = 1;; seq++) {
-		while (__atomic_load_n(&c->go, __ATOMIC_ACQUIRE) != seq)
-			sched_yield();
-		const struct lat_method *m = c->m;
-		if (!m)
-			return NULL;
-		use_backend(m->backend);
-		__atomic_store_n(&c->entered, seq, __ATOMIC_RELEASE);
-		bool ok = m->block(c);
-		c->t1 = sc_now_ns();
-		c->ok = ok;
-		__atomic_store_n(&c->done, seq, __ATOMIC_RELEASE);
-	}
-}
-
-static char thread_state(pid_t tid)
-{
-	char path[64], buf[512] = "";
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		buf[n > 0 ? n : 0] = 0;
-		close(fd);
-	}
-	const char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
-/* Waits until thread tid sleeps in the kernel; false if *done moves off idle first. */
-static bool wait_sleeping(pid_t tid, const unsigned *done, unsigned idle, const char *what)
-{
-	int64_t give_up = sc_now_ns() + 10 * SEC_NS;
-
-	while (thread_state(tid) != 'S' && __atomic_load_n(done, __ATOMIC_ACQUIRE) == idle) {
-		if (sc_now_ns() > give_up) {
-			fprintf(stderr, "syscancel-bench: %s: thread never blocked\n", what);
-			exit(2);
-		}
-		sched_yield();
-	}
-	return __atomic_load_n(done, __ATOMIC_ACQUIRE) == idle;
-}
-
-/* After a call that misbehaved: empty the pipe and the eventfd for the next sample. */
-static void drain(struct lat_ctx *c)
-{
-	struct pollfd p[2] = { { .fd = c->pipe[0], .events = POLLIN },
-			       { .fd = c->efd, .events = POLLIN } };
-	char b[64];
-
-	while (poll(p, 2, 0) > 0) {
-		if ((p[0].revents && read(c->pipe[0], b, sizeof(b)) <= 0) ||
-		    (p[1].revents && read(c->efd, b, 8) != 8))
-			die("drain", errno);
-	}
-}
-
-/* One sample of m: ns from wake to return (-1 if the call misbehaved), and the waker's ns. */
-static double lat_sample(struct lat_ctx *c, const struct lat_method *m, unsigned seq,
-			 double *waker_ns)
-{
-	int err = sc_token_init(&c->tok, NULL);
-	if (err)
-		die("sc_token_init", err);
-	c->m = m;
-	__atomic_store_n(&c->go, seq, __ATOMIC_RELEASE);
-	while (__atomic_load_n(&c->entered, __ATOMIC_ACQUIRE) != seq)
-		sched_yield();
-	bool early = !wait_sleeping(c->tid, &c->done, seq - 1, m->name);
-	int64_t t0 = sc_now_ns();
-	m->wake(c);
-	*waker_ns = sc_now_ns() - t0;
-	while (__atomic_load_n(&c->done, __ATOMIC_ACQUIRE) != seq)
-		sched_yield();
-	err = sc_token_destroy(&c->tok);
-	if (early || !c->ok || err) {
-		fprintf(stderr, "syscancel-bench: %s: sample %u: %s\n", m->name, seq,
-			early ? "returned before the wake-up" : err ? "token busy after return" :
-			"unexpected result");
-		drain(c);
-		return -1;
-	}
-	return c->t1 - t0;
-}
-
-/* The first two CPUs in set: main wakes from one, the worker sleeps on the other. */
-static int pick_cpus(const cpu_set_t *set, int cpu[2])
-{
-	int n = 0;
-
-	for (int i = 0; i < CPU_SETSIZE && n < 2; i++)
-		if (CPU_ISSET(i, set))
-			cpu[n++] = i;
-	return n;
-}
-
-static void pin(pthread_t t, int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	pthread_setaffinity_np(t, sizeof(set), &set);
-}
-
 /* Latency with main and the worker on one CPU or on two; returns the samples dropped. */
 static int bench_latency(int samples, FILE *csv, bool two_cpus)
 {
 	const int n = ARRAY_SIZE(lat_methods);
-	struct lat_ctx c = { .efd = eventfd(0, EFD_CLOEXEC) };
-	bool usable[ARRAY_SIZE(lat_methods)];
-	int count[ARRAY_SIZE(lat_methods)] = { 0 }, bad = 0;
-	unsigned seq = 0;
-	double waker;
-	pthread_t worker;
-	int cpu[2];
-	cpu_set_t allowed;
 	const char *where = two_cpus ? "two-cpus" : "same-cpu";
+	int cpu[2];
 
-	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
-		die("sched_getaffinity", errno);
-	if (pick_cpus(&allowed, cpu) < 1 + two_cpus) {
+	catch_sigusr1();
+	int bad = lat_run(lat_methods, n, samples, two_cpus, cpu);
+	if (bad < 0) {
 		printf("Wake-up latency, %s: not enough CPUs\n\n", where);
 		return 0;
 	}
-	if (c.efd < 0 || pipe2(c.pipe, O_CLOEXEC) < 0)
-		die("latency setup", errno);
-	catch_sigusr1();
-	int err = pthread_create(&worker, NULL, lat_worker, &c);
-	if (err)
-		die("pthread_create", err);
-	while (!__atomic_load_n(&c.tid, __ATOMIC_ACQUIRE))
-		sched_yield();
-	pin(pthread_self(), cpu[0]);
-	pin(worker, cpu[two_cpus]);
-	for (int k = 0; k < n; k++) {
-		usable[k] = use_backend(lat_methods[k].backend);
-		lat_methods[k].ns = calloc(samples, sizeof(double));
-		lat_methods[k].waker_ns = calloc(samples, sizeof(double));
-		if (usable[k])
-			lat_sample(&c, &lat_methods[k], ++seq, &waker);	/* warm-up */
-	}
-	use_backend(SC_BACKEND_SIGNAL);
-	for (int s = 0; s < samples; s++) {
-		for (int j = 0; j < n; j++) {
-			int k = (s + j) % n;
-			if (!usable[k])
-				continue;
-			double ns = lat_sample(&c, &lat_methods[k], ++seq, &waker);
-			if (ns < 0) {
-				bad++;
-				continue;
-			}
-			lat_methods[k].waker_ns[count[k]] = waker;
-			lat_methods[k].ns[count[k]++] = ns;
-		}
-	}
-	c.m = NULL;
-	__atomic_store_n(&c.go, ++seq, __ATOMIC_RELEASE);
-	pthread_join(worker, NULL);
-	sched_setaffinity(0, sizeof(allowed), &allowed);
-
-	for (int k = 0; csv && k < n; k++)
-		for (int s = 0; s < count[k]; s++)
-			fprintf(csv, "%s@%s,%.0f\n", lat_methods[k].id, where, lat_methods[k].ns[s]);
+	lat_csv(csv, lat_methods, n, where);
 
 	printf("Wake-up latency, %s: main on CPU %d wakes a thread blocked on an empty pipe"
 	       " on CPU %d\n", where, cpu[0], cpu[two_cpus]);
@@ -703,29 +418,10 @@ static int bench_latency(int samples, FILE *csv, bool two_cpus)
 	       samples);
 	printf("  waker: ns spent in the wake call itself (write, tgkill, sc_cancel, ...)%s\n\n",
 	       two_cpus ? "" : ",\n  here including the woken thread's run, which preempts it");
-	printf("  %-32s %9s %9s %9s %9s %11s\n", "method", "p50 ns", "p90 ns", "p99 ns",
-	       "p50 ratio", "waker p50");
-	double base = count[0] ? percentile(lat_methods[0].ns, count[0], 50) : 1;
-	for (int k = 0; k < n; k++) {
-		struct lat_method *m = &lat_methods[k];
-		if (!usable[k] || !count[k]) {
-			printf("  %-32s %9s\n", m->name, usable[k] ? "no samples" :
-			       "n/a (backend not available)");
-		} else {
-			double p50 = percentile(m->ns, count[k], 50);
-			printf("  %-32s %9.0f %9.0f %9.0f %8.2fx %11.0f\n", m->name, p50,
-			       percentile(m->ns, count[k], 90), percentile(m->ns, count[k], 99),
-			       p50 / base, percentile(m->waker_ns, count[k], 50));
-		}
-		free(m->ns);
-		free(m->waker_ns);
-	}
+	lat_table(lat_methods, n);
 	if (bad)
 		printf("\n  %d samples dropped: the call did not return as expected\n", bad);
 	printf("\n");
-	close(c.pipe[0]);
-	close(c.pipe[1]);
-	close(c.efd);
 	return bad;
 }
 
@@ -1074,6 +770,7 @@ int main(int argc, char **argv)
 	int bad = bench_latency(quick ? 1000 : 10000, csv, false);
 	bad += bench_latency(quick ? 1000 : 10000, csv, true);
 	bad += bench_shutdown(sizes, large ? 4 : quick ? 2 : 3, quick, csv);
+	bad += bench_scopes(quick, csv);
 	if (csv && fclose(csv))
 		die(csv_path, errno);
 	return bad ? 1 : 0;
