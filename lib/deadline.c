@@ -92,15 +92,22 @@ int sc_deadline_min(struct sc_slot *s, int64_t deadline)
  * Publishes a lower deadline; the service hears of it only if it would
  * otherwise look at the slot later.  The barrier pairs with the service's:
  * either it sees this deadline, or this sees the slot's kept deadline drop.
+ * Where no service thread can be started (a process at its thread limit),
+ * the thread's own timer fires at the deadline instead.
  */
 void sc_deadline_lower(struct sc_slot *s, int64_t deadline)
 {
 	if (!sc_deadline_min(s, deadline))
 		return;
 	compiler_barrier();
-	if (deadline < load_acquire(&s->svc_deadline) &&
-	    (sc_service_running() || !sc_service_start()))
+	if (deadline >= load_acquire(&s->svc_deadline))
+		return;
+	if (sc_service_running() || !sc_service_start()) {
 		sc_service_notify(s, deadline);
+		return;
+	}
+	store_release(&s->timer_armed, 1);
+	timer_set(s, deadline > 0 ? deadline : 1);
 }
 
 int sc_deadline_passed(const struct sc_slot *s)
