@@ -1,7 +1,8 @@
 /*
  * What the benchmark's sections share (bench/common.c): errors, statistics,
  * pinning, the fast path's timed rounds and the wake-up latency's samples,
- * and the tables both print.
+ * the tables both print, and the pools of threads blocked on empty pipes;
+ * then each section's entry point, one file per section.
  */
 #ifndef SYSCANCEL_BENCH_H
 #define SYSCANCEL_BENCH_H
@@ -16,6 +17,8 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SEC_NS 1000000000LL
+#define MS_NS 1000000LL
+#define SMALL_STACK (64 << 10)	/* so that 10,000 threads fit */
 
 __attribute__((noreturn)) void die(const char *what, int err);
 /* The p-th percentile (0..100) of v[0..n-1]; sorts v. */
@@ -97,7 +100,30 @@ void lat_csv(FILE *csv, const struct lat_method *m, int n, const char *where);
 /* The header and a row per method, ratios to the first; frees the samples. */
 void lat_table(struct lat_method *m, int n);
 
-/* bench/scope.c */
-int bench_scopes(bool quick, FILE *csv);
+/* ---- many threads, each blocked on its own empty pipe ---- */
+
+long futex(unsigned *word, int op, unsigned val, const struct timespec *timeout);
+/* A plain read(2) of fd that a signal ends with EINTR. */
+bool read_eintr(int fd);
+/* A no-op handler without SA_RESTART: a signal makes a blocked read(2) fail with EINTR. */
+void catch_sigusr1(void);
+/* Room for n more descriptors: raises RLIMIT_NOFILE if it must (and may). */
+bool fd_room(long n);
+/* An empty pipe held by one descriptor: a read of it blocks and never sees end of file. */
+int lone_pipe(void);
+/* Waits until *count reaches n, on its futex; gives up (exits) after 30 s. */
+void wait_count(unsigned *count, unsigned n, const char *what);
+
+/*
+ * The sections, in the order main runs them.  Those returning int return the
+ * samples or rounds they dropped because a call did not return as expected.
+ */
+void bench_fast_path(int rounds, long iters);	/* bench/fast_path.c */
+void bench_memory(long iters);			/* bench/memory.c */
+int bench_latency(int samples, FILE *csv, bool two_cpus);	/* bench/latency.c */
+int bench_shutdown(const int *sizes, int n_sizes, bool quick, FILE *csv); /* bench/shutdown.c */
+int bench_scopes(bool quick, FILE *csv);	/* bench/scope.c */
+int bench_lateness(int threads, int rounds, FILE *csv);	/* bench/lateness.c */
+int bench_destroy(const int *sizes, int n_sizes, bool quick, FILE *csv); /* bench/destroy.c */
 
 #endif

@@ -4,10 +4,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 void die(const char *what, int err)
@@ -323,5 +327,77 @@ void lat_table(struct lat_method *m, int n)
 		}
 		free(m[k].ns);
 		free(m[k].waker_ns);
+	}
+}
+
+/* ---- many threads, each blocked on its own empty pipe ------------------- */
+
+long futex(unsigned *word, int op, unsigned val, const struct timespec *timeout)
+{
+	return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+}
+
+bool read_eintr(int fd)
+{
+	char b;
+	return read(fd, &b, 1) < 0 && errno == EINTR;
+}
+
+static void on_sigusr1(int sig) { (void)sig; }
+
+void catch_sigusr1(void)
+{
+	struct sigaction sa = { .sa_handler = on_sigusr1 };
+
+	if (sigaction(SIGUSR1, &sa, NULL) < 0)
+		die("sigaction", errno);
+}
+
+bool fd_room(long n)
+{
+	const rlim_t need = n + 256;	/* and the few this program has open */
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return false;
+	if (rl.rlim_cur >= need)
+		return true;
+	rl.rlim_cur = need;
+	if (rl.rlim_max < need)
+		rl.rlim_max = need;	/* needs CAP_SYS_RESOURCE */
+	return setrlimit(RLIMIT_NOFILE, &rl) == 0;
+}
+
+/*
+ * The read end reopened through /proc for reading and writing, as a FIFO
+ * would be: 10,000 of them fit under a limit of 20,000 descriptors.
+ */
+int lone_pipe(void)
+{
+	char path[64];
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", p[0]);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	close(p[0]);
+	close(p[1]);
+	return fd;
+}
+
+void wait_count(unsigned *count, unsigned n, const char *what)
+{
+	const struct timespec tick = { 1, 0 };
+	int64_t give_up = sc_now_ns() + 30 * SEC_NS;
+	unsigned seen;
+
+	while ((seen = __atomic_load_n(count, __ATOMIC_ACQUIRE)) != n) {
+		if (sc_now_ns() > give_up) {
+			fprintf(stderr, "syscancel-bench: %s: %u of %u threads never returned\n",
+				what, n - seen, n);
+			exit(2);
+		}
+		futex(count, FUTEX_WAIT_PRIVATE, seen, &tick);
 	}
 }

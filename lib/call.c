@@ -62,10 +62,8 @@ static void widen_window(void)
 }
 
 /*
- * Our signal or someone else's: only a cancel or a deadline ends the call.
- * The slot's deadline is read first: a cancel lowers it too, to fire the
- * thread's timer, but only after marking the token, so a deadline that a
- * cancel lowered comes with a chain that reads cancelled, never timed out.
+ * Our signal or someone else's: only a cancel or a deadline ends the call,
+ * and a cancel wins over a deadline.
  */
 int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
 {
@@ -148,6 +146,9 @@ sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *r
 	sc_result r = run_attempts(s, tok, req, v);
 
 	sc_call_exit(s);
+	/* After the exit: a canceller that lowers it has let go of the slot. */
+	if (load_relaxed(&s->deadline) != SC_NO_DEADLINE)
+		store_relaxed(&s->deadline, SC_NO_DEADLINE);
 	return r;
 }
 

@@ -1,7 +1,11 @@
 /*
- * Deadlines: each thread owns a POSIX timer that delivers the library's
- * signal to that thread alone, armed only while a call with a deadline is in
- * flight.  No thread polls.
+ * A call's deadline lives in its slot, where the deadline service
+ * (deadline_service.c) finds it.  Each thread also owns a POSIX timer that
+ * delivers the library's signal to that thread alone, from a queue entry
+ * reserved when the timer was made: a cancel fires it when the signal queue
+ * is full, and on the portable entry, where a signal landing just before
+ * the kernel entry is lost, it fires again every millisecond until the call
+ * has left.  No timer is armed for a deadline.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -16,10 +20,6 @@
 #define SIGEV_THREAD_ID 4
 #endif
 
-/*
- * Without a stub a timer signal can land just before the kernel entry and
- * be lost, so the fallback re-fires until the call has left.
- */
 #ifdef SC_HAVE_STUB
 #define REFIRE_NS 0
 #else
@@ -59,9 +59,22 @@ static void timer_set(struct sc_slot *s, int64_t at)
 	syscall(SYS_timer_settime, s->timer, TIMER_ABSTIME, &its, NULL);
 }
 
+/* Fires the thread's timer at once; the end of the call disarms it. */
+void sc_timer_kick(struct sc_slot *s)
+{
+	store_release(&s->timer_armed, 1);
+	timer_set(s, 1);
+}
+
+void sc_timer_disarm(struct sc_slot *s)
+{
+	timer_set(s, 0);
+	store_relaxed(&s->timer_armed, 0);
+}
+
 /*
  * The owner at call entry and a canceller moving a deadline earlier may race
- * here; the deadline only goes down, and whoever armed last re-checks it.
+ * here; the deadline only goes down.
  */
 int sc_deadline_min(struct sc_slot *s, int64_t deadline)
 {
@@ -75,24 +88,26 @@ int sc_deadline_min(struct sc_slot *s, int64_t deadline)
 	return 1;
 }
 
+/*
+ * Publishes a lower deadline; the service hears of it only if it would
+ * otherwise look at the slot later.  The barrier pairs with the service's:
+ * either it sees this deadline, or this sees the slot's kept deadline drop.
+ * Where no service thread can be started (a process at its thread limit),
+ * the thread's own timer fires at the deadline instead.
+ */
 void sc_deadline_lower(struct sc_slot *s, int64_t deadline)
 {
 	if (!sc_deadline_min(s, deadline))
 		return;
-	for (;;) {
-		int64_t want = load_acquire(&s->deadline);
-		timer_set(s, want > 0 ? want : 1);
-		store_release(&s->timer_armed, 1);
-		if (load_acquire(&s->deadline) == want)
-			return;
+	compiler_barrier();
+	if (deadline >= load_acquire(&s->svc_deadline))
+		return;
+	if (sc_service_running() || !sc_service_start()) {
+		sc_service_notify(s, deadline);
+		return;
 	}
-}
-
-void sc_deadline_disarm(struct sc_slot *s)
-{
-	timer_set(s, 0);
-	store_relaxed(&s->timer_armed, 0);
-	store_relaxed(&s->deadline, SC_NO_DEADLINE);
+	store_release(&s->timer_armed, 1);
+	timer_set(s, deadline > 0 ? deadline : 1);
 }
 
 int sc_deadline_passed(const struct sc_slot *s)

@@ -197,7 +197,7 @@ static int send_signal(int tid, int cookie, int pid, uint64_t value)
  */
 static void kick_timer(struct sc_slot *s)
 {
-	sc_deadline_lower(s, sc_now_ns());
+	sc_timer_kick(s);
 }
 
 /*

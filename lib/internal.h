@@ -53,8 +53,18 @@ struct sc_slot {
 	int ring_fd;		/* for cancellers; -1 until the ring exists */
 	struct io_uring *ring;
 	struct sc_slot *next;
+	struct sc_slot *free_next;	/* in the free list, while no thread owns it */
+	struct sc_slot *tid_next;	/* in its tid's bucket, while a thread owns it */
 	int scope_depth;	/* open scopes; scopes[0] is the outermost */
 	sc_token *scopes[SC_SCOPE_MAX];
+	int64_t scope_poked;	/* when a scope's thread was last looked at in /proc */
+	/* the deadline service's: when it looks at the slot next, and its lists */
+	int64_t svc_deadline;
+	int svc_index;		/* in the service's heap, -1 if not there */
+	int svc_queued;		/* in the service's inbox */
+	int svc_batched;
+	struct sc_slot *svc_inbox_next;
+	struct sc_slot *svc_batch_next;
 };
 
 /* The call word's low bits: the fast path tests both with one load. */
@@ -95,6 +105,10 @@ void sc_slot_unpin(struct sc_slot *s) SC_HIDDEN;
 void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg) SC_HIDDEN;
 /* Calls fn on every slot with a scope open, pinned likewise. */
 void sc_registry_visit_scoped(sc_slot_fn *fn, void *arg) SC_HIDDEN;
+int sc_registry_slot_runs_under(struct sc_slot *s, const sc_token *tok) SC_HIDDEN;
+struct sc_slot *sc_slot_of(int tid) SC_HIDDEN;
+/* Orders the caller's earlier stores before its later loads, on every thread. */
+void sc_registry_barrier(void) SC_HIDDEN;
 void sc_registry_count(unsigned *slots, unsigned *taken) SC_HIDDEN;
 
 /* token.c; priv_state holds a magic number saying live or dead, plus flags */
@@ -116,9 +130,10 @@ int sc_chain_contains(const sc_token *tok, const sc_token *ancestor) SC_HIDDEN;
 /* deadline.c */
 int sc_timer_create(struct sc_slot *s) SC_HIDDEN;
 void sc_timer_delete(struct sc_slot *s) SC_HIDDEN;
+void sc_timer_kick(struct sc_slot *s) SC_HIDDEN;
+void sc_timer_disarm(struct sc_slot *s) SC_HIDDEN;
 int sc_deadline_min(struct sc_slot *s, int64_t deadline) SC_HIDDEN;
 void sc_deadline_lower(struct sc_slot *s, int64_t deadline) SC_HIDDEN;
-void sc_deadline_disarm(struct sc_slot *s) SC_HIDDEN;
 int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
 
 /* handler.c */
@@ -164,6 +179,8 @@ int sc_scope_check(const struct sc_slot *s, int64_t *deadline) SC_HIDDEN;
 int sc_scope_ended(const struct sc_slot *s) SC_HIDDEN;
 int sc_scope_contains(const struct sc_slot *s, const sc_token *tok) SC_HIDDEN;
 int sc_scope_poke(struct sc_slot *s) SC_HIDDEN;
+void sc_scope_watch(struct sc_slot *s) SC_HIDDEN;
+#define SC_SCOPE_TICK_NS 1000000	/* how often an ended scope's thread is looked at */
 void sc_scope_release(struct sc_slot *s) SC_HIDDEN;
 void sc_scope_on_signal(struct sc_slot *s, const siginfo_t *si, void *ctx) SC_HIDDEN;
 
@@ -174,16 +191,18 @@ struct sc_syscall {
 	int entered;		/* rewound by the kernel for a restart, not just about to run */
 };
 int sc_syscall_can_wait(const struct sc_syscall *c) SC_HIDDEN;
+/* By its number alone, for a syscall seen waiting: it is one a scope may end. */
+int sc_syscall_may_wait(long nr) SC_HIDDEN;
 /* From /proc: the syscall the thread waits in; EAGAIN if it runs or waits elsewhere. */
 int sc_proc_blocked_syscall(int tid, struct sc_syscall *c, uint64_t *sp, uint64_t *pc) SC_HIDDEN;
 /* What a canceller learns of a blocked syscall, and what the handler compares it with. */
 uint64_t sc_syscall_signature(const struct sc_syscall *c, uint64_t sp, uint64_t pc) SC_HIDDEN;
 
-/* scope_service.c: re-signals ended scopes every millisecond, fires their deadlines */
+/* deadline_service.c: fires the deadlines of calls and scopes, re-signals ended scopes */
 int sc_service_running(void) SC_HIDDEN;
 int sc_service_start(void) SC_HIDDEN;
-void sc_service_wake(int64_t when) SC_HIDDEN;
-void sc_service_after_fork(int in_scope) SC_HIDDEN;
+void sc_service_notify(struct sc_slot *s, int64_t when) SC_HIDDEN;
+void sc_service_after_fork(int needed) SC_HIDDEN;
 
 /* lib/arch/<arch>/scope.c: the registers of an interrupted syscall */
 extern const int sc_arch_scopes SC_HIDDEN;	/* 0: plain syscalls in scopes run on */

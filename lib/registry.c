@@ -2,12 +2,15 @@
  * The registry: one slot per thread, found through TLS, linked in a list
  * that only grows.  Cancellers walk it without locks and pin each slot while
  * they look at it; a call that ends while pinned waits for the pin to drop,
- * so a canceller never signals a thread that has left its call.
+ * so a canceller never signals a thread that has left its call.  Threads
+ * that come and go take and return slots under a lock, which also keeps
+ * the slot of each thread findable by its tid.
  */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <stdlib.h>
@@ -20,27 +23,77 @@ __thread struct sc_slot *sc_self __attribute__((tls_model("initial-exec")));
 
 static struct sc_slot *registry_head;
 
+#define TID_BUCKETS 4096
+static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sc_slot *free_slots;
+static struct sc_slot *by_tid[TID_BUCKETS];
+
+static struct sc_slot **bucket(int tid)
+{
+	return &by_tid[(unsigned)tid % TID_BUCKETS];
+}
+
+static void owner_add(struct sc_slot *s, int tid)
+{
+	s->tid_next = *bucket(tid);
+	*bucket(tid) = s;
+}
+
+static void owner_remove(struct sc_slot *s, int tid)
+{
+	struct sc_slot **p = bucket(tid);
+
+	while (*p && *p != s)
+		p = &(*p)->tid_next;
+	if (*p)
+		*p = s->tid_next;
+}
+
+/* The slot thread tid owns, or NULL: a thread that has none is in no call. */
+struct sc_slot *sc_slot_of(int tid)
+{
+	struct sc_slot *s;
+
+	pthread_mutex_lock(&owners_lock);
+	for (s = *bucket(tid); s && load_relaxed(&s->tid) != tid; s = s->tid_next)
+		;
+	pthread_mutex_unlock(&owners_lock);
+	return s;
+}
+
 /*
  * Orders the canceller's earlier stores before its later loads on every
  * thread of the process, so the calling side needs only a compiler barrier.
  */
-static void heavy_barrier(void)
+void sc_registry_barrier(void)
 {
 	if (!sc_g.use_membarrier ||
 	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0))
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+/* Under owners_lock.  The tid is stored with a full barrier, as a claim was always made. */
 static struct sc_slot *slot_reuse(int tid)
 {
-	for (struct sc_slot *s = load_acquire(&registry_head); s; s = s->next) {
-		int free_tid = 0;
-		if (!load_relaxed(&s->tid) &&	/* a plain look first: most slots are taken */
-		    __atomic_compare_exchange_n(&s->tid, &free_tid, tid, false,
-						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-			return s;
+	struct sc_slot *s = free_slots;
+
+	if (s) {
+		free_slots = s->free_next;
+		__atomic_store_n(&s->tid, tid, __ATOMIC_SEQ_CST);
 	}
-	return NULL;
+	return s;
+}
+
+static void slot_return(struct sc_slot *s)
+{
+	int tid = load_relaxed(&s->tid);
+
+	pthread_mutex_lock(&owners_lock);
+	owner_remove(s, tid);
+	store_release(&s->tid, 0);
+	s->free_next = free_slots;
+	free_slots = s;
+	pthread_mutex_unlock(&owners_lock);
 }
 
 static struct sc_slot *slot_new(int tid)
@@ -54,6 +107,8 @@ static struct sc_slot *slot_new(int tid)
 	s->timer = -1;
 	s->ring_fd = -1;
 	s->deadline = SC_NO_DEADLINE;
+	s->svc_deadline = SC_NO_DEADLINE;
+	s->svc_index = -1;
 	s->next = load_relaxed(&registry_head);
 	while (!__atomic_compare_exchange_n(&registry_head, &s->next, s, true,
 					    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
@@ -79,9 +134,13 @@ struct sc_slot *sc_slot_claim(int *err)
 	*err = sc_ensure_init();
 	if (*err)
 		return NULL;
+	pthread_mutex_lock(&owners_lock);
 	s = slot_reuse(tid);
 	if (!s)
 		s = slot_new(tid);
+	if (s)
+		owner_add(s, tid);
+	pthread_mutex_unlock(&owners_lock);
 	if (!s) {
 		*err = ENOMEM;
 		return NULL;
@@ -93,7 +152,7 @@ struct sc_slot *sc_slot_claim(int *err)
 		*err = sc_set_slot_key(s);
 	if (*err) {
 		sc_timer_delete(s);
-		store_release(&s->tid, 0);
+		slot_return(s);
 		return NULL;
 	}
 	sc_uring_select(s, sc_g.uring_default);
@@ -114,22 +173,30 @@ void sc_slot_release(void *slot)
 	compiler_barrier();
 	sc_timer_delete(s);
 	sc_uring_release(s);
-	store_release(&s->tid, 0);
+	slot_return(s);
 }
 
 /* In the child only this thread exists, with a new tid and no timers. */
 void sc_registry_after_fork(void)
 {
+	pthread_mutex_init(&owners_lock, NULL);
+	free_slots = NULL;
+	memset(by_tid, 0, sizeof(by_tid));
 	for (struct sc_slot *s = registry_head; s; s = s->next) {
 		s->pins = 0;
 		s->signal_pins = 0;
 		s->exiting = 0;
 		s->timer = -1;
 		s->timer_armed = 0;
-		s->deadline = SC_NO_DEADLINE;	/* it went with the timer */
+		s->deadline = SC_NO_DEADLINE;
+		s->svc_deadline = SC_NO_DEADLINE;	/* the service starts afresh */
+		s->svc_index = -1;
+		s->svc_queued = 0;
+		s->svc_batched = 0;
 		sc_uring_release(s);	/* the ring's memory is shared with the parent */
 		if (s == sc_self) {
 			store_relaxed(&s->tid, gettid());
+			owner_add(s, s->tid);
 			sc_timer_create(s);
 		} else {
 			s->call &= ~(uint64_t)SC_CALL_ACTIVE;
@@ -137,6 +204,8 @@ void sc_registry_after_fork(void)
 			s->tok = NULL;
 			s->scope_depth = 0;
 			store_relaxed(&s->tid, 0);
+			s->free_next = free_slots;
+			free_slots = s;
 		}
 	}
 	sc_service_after_fork(sc_self && sc_self->scope_depth);
@@ -169,7 +238,7 @@ static void visit(int (*match)(const struct sc_slot *, const sc_token *),
 
 	for (struct sc_slot *s = head; s; s = s->next)
 		__atomic_fetch_add(&s->pins, 1, __ATOMIC_SEQ_CST);
-	heavy_barrier();
+	sc_registry_barrier();
 	for (struct sc_slot *s = head; s; s = s->next)
 		if (!match(s, tok) || !fn(s, arg))
 			sc_slot_unpin(s);
@@ -184,6 +253,18 @@ static void visit(int (*match)(const struct sc_slot *, const sc_token *),
 void sc_registry_visit(const sc_token *tok, sc_slot_fn *fn, void *arg)
 {
 	visit(runs_under, tok, fn, arg);
+}
+
+/* Whether the call or a scope of one slot runs under tok, looked at pinned. */
+int sc_registry_slot_runs_under(struct sc_slot *s, const sc_token *tok)
+{
+	int used;
+
+	__atomic_fetch_add(&s->pins, 1, __ATOMIC_SEQ_CST);
+	sc_registry_barrier();
+	used = runs_under(s, tok);
+	sc_slot_unpin(s);
+	return used;
 }
 
 void sc_registry_visit_scoped(sc_slot_fn *fn, void *arg)
@@ -206,7 +287,7 @@ static void wait_unpinned(struct sc_slot *s)
 }
 
 /*
- * A call or scope ends while pinned, or a call with its deadline timer
+ * A call or scope ends while pinned, or a call with the thread's timer
  * armed.  Until exiting drops, a signal of the library that lands is still
  * in the call or scope.
  */
@@ -217,7 +298,7 @@ void sc_call_exit_slow(struct sc_slot *s)
 	if (load_acquire(&s->pins))
 		wait_unpinned(s);
 	if (load_relaxed(&s->timer_armed))
-		sc_deadline_disarm(s);
+		sc_timer_disarm(s);
 	store_release(&s->exiting, 0);
 }
 

@@ -56,9 +56,9 @@ static int enter_slow(struct sc_slot *s, sc_token *tok)
 		return EINVAL;
 	}
 	if (st == SC_CHAIN_CANCELLED)
-		sc_service_wake(0);
-	else if (dl != SC_NO_DEADLINE)
-		sc_service_wake(dl);
+		sc_service_notify(s, 0);
+	else if (dl != SC_NO_DEADLINE && dl < load_acquire(&s->svc_deadline))
+		sc_service_notify(s, dl);
 	return 0;
 }
 
@@ -174,11 +174,22 @@ int sc_scope_poke(struct sc_slot *s)
 
 	if (!sc_arch_scopes || load_acquire(&s->signal_pins))	/* one on its way is enough */
 		return 0;
+	store_relaxed(&s->scope_poked, sc_now_ns());
 	if (sc_proc_blocked_syscall(load_relaxed(&s->tid), &c, &sp, &pc) ||
-	    !sc_syscall_can_wait(&c))
+	    !sc_syscall_may_wait(c.nr))
 		return 0;
 	widen_window();
 	return sc_send_scope_signal(s, c.nr, sc_syscall_signature(&c, sp, pc));
+}
+
+/*
+ * A cancel reached a thread in a scope: the deadline service looks at it
+ * again a tick after this poke, and every tick until the scope is left.
+ */
+void sc_scope_watch(struct sc_slot *s)
+{
+	if (load_relaxed(&s->scope_depth) && sc_service_running())
+		sc_service_notify(s, sc_now_ns() + SC_SCOPE_TICK_NS);
 }
 
 /* An interrupted connect may go on in the kernel: dissolve it, as sc_connect does. */

@@ -172,6 +172,31 @@ int sc_syscall_can_wait(const struct sc_syscall *c)
 	return ipc_call_can_wait(c);
 }
 
+int sc_syscall_may_wait(long nr)
+{
+	switch (nr) {
+	case SYS_read: case SYS_readv: case SYS_write: case SYS_writev:
+	case SYS_accept: case SYS_accept4: case SYS_connect:
+	case SYS_recvfrom: case SYS_sendto: case SYS_recvmmsg: case SYS_sendmmsg:
+	case SYS_recvmsg: case SYS_sendmsg: case SYS_openat:
+#ifdef SYS_open
+	case SYS_open:
+#endif
+	case SYS_poll: case SYS_ppoll: case SYS_select: case SYS_pselect6:
+	case SYS_epoll_wait: case SYS_epoll_pwait:
+#ifdef SYS_epoll_pwait2
+	case SYS_epoll_pwait2:
+#endif
+	case SYS_nanosleep: case SYS_clock_nanosleep: case SYS_rt_sigtimedwait:
+	case SYS_pause: case SYS_rt_sigsuspend: case SYS_io_getevents: case SYS_io_uring_enter:
+	case SYS_wait4: case SYS_waitid: case SYS_flock: case SYS_fcntl:
+	case SYS_msgrcv: case SYS_msgsnd: case SYS_semop: case SYS_semtimedop:
+	case SYS_mq_timedreceive: case SYS_mq_timedsend:
+		return 1;
+	}
+	return 0;
+}
+
 /* Decimal, for the path: no snprintf in a signal handler. */
 static char *put_int(char *p, unsigned v)
 {

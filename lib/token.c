@@ -172,13 +172,26 @@ static int mark_in_use(struct sc_slot *s, void *arg)
 	return 0;
 }
 
+/*
+ * A token only one thread used can be in use only by that thread's slot:
+ * a thread that has none (it exited) is in no call, and another thread that
+ * starts one under the token marks it shared first or sees it dying.
+ */
 static int in_use(const sc_token *tok)
 {
 	int used = __atomic_load_n(&tok->priv_children, __ATOMIC_SEQ_CST) != 0;
+	struct sc_slot *s;
+	int user;
 
-	if (!used && maybe_used_elsewhere(tok))
+	if (used || !maybe_used_elsewhere(tok))
+		return used;
+	user = __atomic_load_n(&tok->priv_user, __ATOMIC_SEQ_CST);
+	if (user == SC_TOK_SHARED) {
 		sc_registry_visit(tok, mark_in_use, &used);
-	return used;
+		return used;
+	}
+	s = sc_slot_of(user);
+	return s && sc_registry_slot_runs_under(s, tok);
 }
 
 int sc_token_destroy(sc_token *tok)
@@ -208,7 +221,7 @@ static int lower_call_deadline(struct sc_slot *s, void *arg)
 	int64_t dl, scope_dl = SC_NO_DEADLINE;
 
 	if (load_relaxed(&s->scope_depth)) {
-		sc_service_wake(*(const int64_t *)arg);
+		sc_service_notify(s, *(const int64_t *)arg);
 		if (sc_scope_check(s, &scope_dl) == SC_CHAIN_CANCELLED)
 			return 0;
 	}
@@ -265,10 +278,12 @@ static int cancel_call(struct sc_slot *s, void *arg)
 	uint64_t call = load_relaxed(&s->call);
 
 	(void)arg;
-	if (load_relaxed(&s->scope_depth))
-		sc_service_wake(0);	/* it re-signals the scope until it is left */
-	if (!call_active(s))
-		return sc_scope_poke(s);
+	if (!call_active(s)) {
+		int handed = sc_scope_poke(s);
+		sc_scope_watch(s);
+		return handed;
+	}
+	sc_scope_watch(s);
 	if (!load_acquire(&s->via_ring))
 		return sc_send_cancel(s, call);
 	store_release(&s->abort, call);

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/futex.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
@@ -594,28 +595,33 @@ END_TEST
 
 #ifdef __x86_64__
 /*
- * I1 in the window itself.  A call under a token with a deadline arms its
- * timer with timer_settime(TIMER_ABSTIME) after it is published and its
- * token checked, before it enters the kernel.  A seccomp filter traps that
- * syscall into a SIGSYS handler, which performs it and then holds the thread
- * there while main cancels: the cancel's signal lands after the token check
- * and before the kernel entry, and the call must still never block.
+ * I1 in the window itself.  The first call of a fresh process under a token
+ * with a deadline tells the deadline service with one futex wake-up, after
+ * it is published and its token checked, before it enters the kernel.  A
+ * seccomp filter traps that syscall into a SIGSYS handler, which performs
+ * it and then holds the thread there while main cancels: the cancel's
+ * signal lands after the token check and before the kernel entry, and the
+ * call must still never block.
  */
 enum { WINDOW_NOT_YET, WINDOW_IN, WINDOW_GO };
 static long window_state;
 static long window_traps;
 
-static void trap_absolute_timer_settime(void)
+/* FUTEX_WAKE_PRIVATE of one waiter; the handler wakes two, which passes. */
+static void trap_single_futex_wake(void)
 {
 	struct sock_filter filter[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_timer_settime, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_futex, 1, 0),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIMER_ABSTIME, 0, 1),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAKE_PRIVATE, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
@@ -628,36 +634,16 @@ static void trap_absolute_timer_settime(void)
 	ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
 }
 
-/* Performs the trapped timer_settime as a relative one, which the filter lets through. */
-static long relative_timer_settime(const greg_t *g)
-{
-	const struct itimerspec *its = (const struct itimerspec *)g[REG_RDX];
-	struct itimerspec rel = *its;
-
-	if (its->it_value.tv_sec || its->it_value.tv_nsec) {
-		int64_t left = its->it_value.tv_sec * SEC_NS + its->it_value.tv_nsec - sc_now_ns();
-
-		left = left > 0 ? left : 1;
-		rel.it_value.tv_sec = left / SEC_NS;
-		rel.it_value.tv_nsec = left % SEC_NS;
-	}
-	long v = syscall(SYS_timer_settime, (timer_t)g[REG_RDI], 0, &rel,
-			 (struct itimerspec *)g[REG_R10]);
-
-	return v < 0 ? -errno : v;
-}
-
 static void hold_in_window(int sig, siginfo_t *si, void *ctx)
 {
 	greg_t *g = ((ucontext_t *)ctx)->uc_mcontext.gregs;
-	const struct itimerspec *its = (const struct itimerspec *)g[REG_RDX];
 	int saved_errno = errno;
-	bool arming = its->it_value.tv_sec || its->it_value.tv_nsec;
+	long v = syscall(SYS_futex, (uint32_t *)g[REG_RDI], FUTEX_WAKE_PRIVATE, 2, NULL, NULL, 0);
 
 	(void)sig;
 	(void)si;
-	g[REG_RAX] = relative_timer_settime(g);
-	if (arming && __atomic_add_fetch(&window_traps, 1, __ATOMIC_SEQ_CST) == 1) {
+	g[REG_RAX] = v < 0 ? -errno : v;
+	if (__atomic_add_fetch(&window_traps, 1, __ATOMIC_SEQ_CST) == 1) {
 		int64_t end = sc_now_ns() + 10 * SEC_NS;
 
 		store(&window_state, WINDOW_IN);
@@ -670,7 +656,7 @@ static void hold_in_window(int sig, siginfo_t *si, void *ctx)
 
 static sc_result trapped_read_call(struct bg_call *c)
 {
-	trap_absolute_timer_settime();
+	trap_single_futex_wake();
 	return bg_read(c);
 }
 
@@ -690,7 +676,7 @@ START_TEST(a_cancel_landing_between_the_token_check_and_the_kernel_entry_is_not_
 	int64_t end = sc_now_ns() + PROMPT_NS;
 	while (load(&window_state) != WINDOW_IN) {
 		ck_assert_msg(sc_now_ns() < end && !bg_done(&c),
-			      "the call never armed its timer with timer_settime(TIMER_ABSTIME): "
+			      "the call never woke the deadline service: "
 			      "this test needs another way into the window");
 		sched_yield();
 	}
@@ -713,8 +699,8 @@ int main(void)
 	tcase_add_test(tc, a_call_started_after_sc_cancel_returned_is_always_cancelled);
 #ifdef __x86_64__
 	/*
-	 * It traps the signal path's timer arming, which the io_uring path does
-	 * without.  Under valgrind the trap's SIGSYS comes from a syscall that
+	 * It traps the signal path's wake-up of the deadline service, which the
+	 * io_uring path does without.  Under valgrind the trap's SIGSYS comes from a syscall that
 	 * valgrind makes for the thread, and valgrind aborts on it.
 	 */
 	if (!backend_is_uring() && !under_valgrind())
