@@ -1,6 +1,8 @@
 /*
- * The common path of every call: publish it in the thread's slot, check the
- * token chain, enter the kernel through the stub, turn EINTR into a result.
+ * The life of every call, on either backend, in one loop: publish it in the
+ * thread's slot, check the token chain, enter the kernel (through the stub,
+ * or the thread's io_uring), interpret what came back, withdraw it.  A
+ * backend only says how to enter and how to read an attempt's result.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -32,11 +34,36 @@ static long arg(const struct sc_req *req, int i)
 	return i == req->ms_arg ? remaining_ms(req->ms_end) : req->args[i];
 }
 
-static long enter(struct sc_slot *s, const struct sc_req *req)
+/* The signal backend: the stub enters, a cancel or our signal ends the attempt with EINTR. */
+static long stub_enter(struct sc_slot *s, struct sc_call *c)
 {
+	const struct sc_req *req = c->req;
+
 	return sc_stub_enter(s, req->nr, arg(req, 0), arg(req, 1), arg(req, 2),
 			     arg(req, 3), arg(req, 4), arg(req, 5));
 }
+
+static int stub_interrupted(const struct sc_call *c, long v)
+{
+	(void)c;
+	return v == -EINTR || v == SC_STUB_CANCELLED;
+}
+
+/* A retried connect that finds its socket connected: an earlier attempt's connection went through. */
+static int stub_finish(struct sc_call *c, long v, sc_result *r)
+{
+	if (c->retried && v == -EISCONN && (c->req->flags & SC_REQ_CONNECT))
+		v = 0;
+	*r = sc_completed(v);
+	return 0;
+}
+
+static const struct sc_backend signal_backend = {
+	.deadline = sc_deadline_lower,
+	.enter = stub_enter,
+	.interrupted = stub_interrupted,
+	.finish = stub_finish,
+};
 
 /* A call made from a handler on top of another call: not cancellable. */
 static sc_result run_nested(const struct sc_req *req)
@@ -111,63 +138,94 @@ int sc_check_chain(struct sc_slot *s, sc_token *tok, sc_result *r, int64_t *dead
 	return 0;
 }
 
-static sc_result run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
-			      long v)
+/*
+ * The life of a published call, on either backend: its chain checked, then
+ * attempts until one is not interrupted, or a cancel or deadline ends it.
+ * v: the result of an attempt the inline fast path made already.
+ */
+static sc_result live(struct sc_slot *s, sc_token *tok, const struct sc_backend *be,
+		      struct sc_call *c, long v, int *handover)
 {
 	sc_result r;
 	int64_t dl;
-	int retried = v != SC_NOT_ENTERED;
 
-	if (!retried) {
+	*handover = 0;
+	if (v == SC_NOT_ENTERED) {
 		if (sc_check_chain(s, tok, &r, &dl))
 			return r;
 		if (dl != SC_NO_DEADLINE)
-			sc_deadline_lower(s, dl);
+			be->deadline(s, dl);
+		v = be->enter(s, c);
 	}
-	for (;; retried = 1) {
-		if (v != SC_NOT_ENTERED) {
-			if (v == -EINTR && (req->flags & SC_REQ_NO_RETRY))
-				return sc_error(EINTR);
-			if (sc_interrupted(s, tok, &r))
-				return r;
+	for (;;) {
+		if (!be->interrupted(c, v)) {
+			*handover = be->finish(c, v, &r);
+			return r;
 		}
-		v = enter(s, req);
-		if (v != -EINTR && v != SC_STUB_CANCELLED) {
-			if (retried && v == -EISCONN && (req->flags & SC_REQ_CONNECT))
-				v = 0;
-			return sc_completed(v);
-		}
+		if (v == -EINTR && (c->req->flags & SC_REQ_NO_RETRY))
+			return sc_error(EINTR);
+		if (sc_interrupted(s, tok, &r))
+			return r;
+		if (be->expired && be->expired(c, &r))
+			return r;
+		c->retried = 1;
+		v = be->enter(s, c);
 	}
+}
+
+/* Withdraws the call; a canceller that lowered the deadline has let go of the slot. */
+static void withdraw(struct sc_slot *s)
+{
+	sc_call_exit(s);
+	if (load_relaxed(&s->deadline) != SC_NO_DEADLINE)
+		store_relaxed(&s->deadline, SC_NO_DEADLINE);
 }
 
 /* Takes over a call in flight from the inline fast path, and ends it. */
 sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *req, long v)
 {
-	sc_result r = run_attempts(s, tok, req, v);
+	struct sc_call c = { .req = req };
+	int handover;
+	sc_result r = live(s, tok, &signal_backend, &c, v, &handover);
 
-	sc_call_exit(s);
-	/* After the exit: a canceller that lowers it has let go of the slot. */
-	if (load_relaxed(&s->deadline) != SC_NO_DEADLINE)
-		store_relaxed(&s->deadline, SC_NO_DEADLINE);
+	withdraw(s);
 	return r;
+}
+
+/*
+ * On the ring: 0 with the result in *r, or nonzero when the ring cannot
+ * finish the call as the syscall would and the signal path takes it over.
+ */
+static int run_on_ring(struct sc_slot *s, sc_token *tok, const struct sc_req *req, sc_result *r)
+{
+	const struct sc_backend *be = &sc_uring_backend;
+	struct sc_call c = { .req = req };
+	int err = be->begin(s, &c), handover;
+
+	if (err) {
+		*r = sc_error(err);
+		return 0;
+	}
+	sc_call_enter(s, tok);
+	*r = live(s, tok, be, &c, SC_NOT_ENTERED, &handover);
+	withdraw(s);
+	be->end(s);
+	return handover;
 }
 
 /* The whole path, for the first call of a thread, a nested call, or a special request. */
 sc_result sc_run_req(sc_token *tok, const struct sc_req *req)
 {
 	struct sc_slot *s = sc_self;
+	sc_result r;
 	int err;
 
 	if (!s && !(s = sc_slot_claim(&err)))
 		return sc_error(err);
 	if (call_active(s))
 		return run_nested(req);
-	if ((s->call & SC_CALL_URING) && sc_uring_can_run(req)) {
-		sc_result r;
-
-		if (!sc_uring_run(s, tok, req, &r))
-			return r;
-	}
+	if ((s->call & SC_CALL_URING) && sc_uring_can_run(req) && !run_on_ring(s, tok, req, &r))
+		return r;
 	sc_call_enter(s, tok);
 	return sc_run_resume(s, tok, req, SC_NOT_ENTERED);
 }

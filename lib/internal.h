@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 /* The public API is all the library exports; everything else is hidden. */
@@ -232,16 +233,36 @@ sc_result sc_error(int err) SC_HIDDEN;
 int sc_check_chain(struct sc_slot *s, sc_token *tok, sc_result *r, int64_t *deadline) SC_HIDDEN;
 int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r) SC_HIDDEN;
 
+/*
+ * A backend says how a call enters the kernel and how to read what came
+ * back; the life of a call around it is one loop, in call.c.
+ */
+struct sc_call {
+	const struct sc_req *req;
+	int retried;		/* an earlier attempt was interrupted */
+	/* the io_uring backend's */
+	int64_t end;		/* when the request's own time is up */
+	int kind;
+	struct pollfd writable;
+	struct sc_req connecting;
+};
+
+struct sc_backend {
+	int (*begin)(struct sc_slot *s, struct sc_call *c);	/* before the call is published */
+	void (*deadline)(struct sc_slot *s, int64_t deadline);
+	long (*enter)(struct sc_slot *s, struct sc_call *c);
+	int (*interrupted)(const struct sc_call *c, long v);	/* by a signal or a cancel */
+	/* 0 with the call's result in *r; nonzero: the signal path takes the call over */
+	int (*finish)(struct sc_call *c, long v, sc_result *r);
+	int (*expired)(struct sc_call *c, sc_result *r);	/* the request's own time is up */
+	void (*end)(struct sc_slot *s);				/* after the call is withdrawn */
+};
+
 /* uring.c: the io_uring backend */
+extern const struct sc_backend sc_uring_backend SC_HIDDEN;
 int sc_uring_probe(void) SC_HIDDEN;
 int sc_uring_select(struct sc_slot *s, int on) SC_HIDDEN;
 int sc_uring_can_run(const struct sc_req *req) SC_HIDDEN;
-/*
- * 0 with the call's result in *r; nonzero when the ring cannot finish the
- * call as the syscall would, and the caller runs it on the signal path.
- */
-int sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
-		 sc_result *r) SC_HIDDEN;
 void sc_uring_kick(struct sc_slot *s) SC_HIDDEN;
 void sc_uring_release(struct sc_slot *s) SC_HIDDEN;
 

@@ -1,6 +1,6 @@
 /*
  * The io_uring backend: the same calls and tokens through a ring of the
- * calling thread's own.  A cancel never signals: the canceller removes the
+ * calling thread's own, entered from the life of a call in call.c.  A cancel never signals: the canceller removes the
  * request with IORING_REGISTER_SYNC_CANCEL on the owner's ring, and at a
  * deadline the owner, waiting with a timeout, cancels its own request.  The
  * owner reports only what the request's own completion says.
@@ -393,63 +393,82 @@ static int finish(const struct sc_req *req, long v, int retried, int64_t end, sc
 	return pfd->revents ? 0 : hand_over_poll(req, end);
 }
 
-static int run_attempts(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
-			sc_result *r)
+/*
+ * One attempt.  A connection already on its way (an interrupted attempt's,
+ * or the application's): the ring's connect fails with EALREADY, the
+ * blocking syscall waits for it, and so does the call, by polling for it.
+ */
+static long ring_enter(struct sc_slot *s, struct sc_call *c)
 {
-	int64_t end = own_end(req, sc_now_ns());
-	struct pollfd writable = { .fd = (int)req->args[0], .events = POLLOUT };
-	const struct sc_req connecting = { .nr = SYS_ppoll, .args = { (long)&writable, 1 } };
-	int retried = 0;
-	enum kind kind;
+	for (;;) {
+		enum kind kind;
+		long v = attempt(s, c->req, c->end, &kind);
 
-	for (;; retried = 1) {
-		long v = attempt(s, req, end, &kind);
-		/*
-		 * A connection already on its way (an interrupted attempt's, or
-		 * the application's): the ring's connect fails with EALREADY,
-		 * the blocking syscall waits for it, and so does the call.
-		 */
-		if (req->nr == SYS_connect && v == -EALREADY) {
-			req = &connecting;
-			continue;
-		}
-		if (!interrupted(v, kind)) {
-			if (req != &connecting)
-				return finish(req, v, retried, end, r);
-			*r = connect_result(writable.fd);
-			return 0;
-		}
-		if (sc_interrupted(s, tok, r))
-			return 0;
-		if (end != SC_NO_DEADLINE && sc_now_ns() >= end) {
-			if (kind == POLL_ONE)
-				((struct pollfd *)req->args[0])->revents = 0;
-			*r = sc_completed(0);
-			return 0;
-		}
+		c->kind = kind;
+		if (c->req->nr != SYS_connect || v != -EALREADY)
+			return v;
+		c->writable = (struct pollfd){ .fd = (int)c->req->args[0], .events = POLLOUT };
+		c->connecting = (struct sc_req){ .nr = SYS_ppoll, .args = { (long)&c->writable, 1 } };
+		c->req = &c->connecting;
 	}
 }
 
-int sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req, sc_result *r)
+static int ring_interrupted(const struct sc_call *c, long v)
 {
-	int64_t deadline;
-	int err, again = 0;
+	return interrupted(v, c->kind);
+}
 
-	if (!s->ring && (err = ring_open(s))) {
-		*r = sc_error(err);
+static int ring_finish(struct sc_call *c, long v, sc_result *r)
+{
+	if (c->req != &c->connecting)
+		return finish(c->req, v, c->retried, c->end, r);
+	*r = connect_result(c->writable.fd);
+	return 0;
+}
+
+/* A poll's timeout or a sleep's end, which the request itself keeps. */
+static int ring_expired(struct sc_call *c, sc_result *r)
+{
+	if (c->end == SC_NO_DEADLINE || sc_now_ns() < c->end)
 		return 0;
-	}
-	store_relaxed(&s->via_ring, 1);
-	sc_call_enter(s, tok);
-	if (!sc_check_chain(s, tok, r, &deadline)) {
-		sc_deadline_min(s, deadline);
-		again = run_attempts(s, tok, req, r);
-	}
-	sc_call_exit(s);
-	store_relaxed(&s->via_ring, 0);
-	store_relaxed(&s->deadline, SC_NO_DEADLINE);
-	return again;
+	if (c->kind == POLL_ONE)
+		((struct pollfd *)c->req->args[0])->revents = 0;
+	*r = sc_completed(0);
+	return 1;
 }
+
+/* Before the call is published: cancellers must see it is on the ring. */
+static int ring_begin(struct sc_slot *s, struct sc_call *c)
+{
+	int err = s->ring ? 0 : ring_open(s);
+
+	if (err)
+		return err;
+	store_relaxed(&s->via_ring, 1);
+	c->end = own_end(c->req, sc_now_ns());
+	return 0;
+}
+
+static void ring_end(struct sc_slot *s)
+{
+	store_relaxed(&s->via_ring, 0);
+}
+
+/* The owner keeps its deadline itself: wait_for() times the request out. */
+static void ring_deadline(struct sc_slot *s, int64_t deadline)
+{
+	sc_deadline_min(s, deadline);
+}
+
+const struct sc_backend sc_uring_backend = {
+	.begin = ring_begin,
+	.deadline = ring_deadline,
+	.enter = ring_enter,
+	.interrupted = ring_interrupted,
+	.finish = ring_finish,
+	.expired = ring_expired,
+	.end = ring_end,
+};
 
 #else /* !HAVE_LIBURING */
 
@@ -470,12 +489,8 @@ int sc_uring_can_run(const struct sc_req *req)
 	return 0;
 }
 
-int sc_uring_run(struct sc_slot *s, sc_token *tok, const struct sc_req *req, sc_result *r)
-{
-	(void)s, (void)tok, (void)req;
-	*r = sc_error(ENOTSUP);
-	return 0;
-}
+/* Never chosen: sc_uring_can_run() refuses every request. */
+const struct sc_backend sc_uring_backend;
 
 void sc_uring_kick(struct sc_slot *s)
 {
