@@ -14,8 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-enum plan { PLAN_NONE, PLAN_BEFORE, PLAN_DURING, PLAN_AFTER };
-static const char *const plan_names[] = { "none", "before", "during", "after" };
+enum plan { PLAN_NONE, PLAN_BEFORE, PLAN_DURING, PLAN_AFTER, PLAN_DEADLINE };
+static const char *const plan_names[] = { "none", "before", "during", "after", "deadline" };
+
+/* PLAN_DEADLINE: the token's timeout, up to this; the data may come around it. */
+#define DEADLINE_MAX_NS (300 * 1000)
 
 /* Between a supply that must let the call complete and the next one. */
 #define RESUPPLY_NS (200 * 1000)
@@ -44,18 +47,25 @@ static enum plan choose_plan(uint32_t rnd)
 		return PLAN_BEFORE;
 	case 2:
 		return PLAN_AFTER;
+	case 3:
+		return PLAN_DEADLINE;
 	default:
 		return PLAN_DURING;
 	}
 }
 
-/* Only a cancel before or during the call may cancel it; one before always does. */
-static void judge(struct duel *d, enum plan plan, sc_result res)
+/*
+ * Only a cancel before or during the call may cancel it; one before always
+ * does.  Only a deadline may time it out, and never before it passed.
+ */
+static void judge(struct duel *d, enum plan plan, sc_result res, int64_t deadline)
 {
 	struct tally *t = &d->r.t;
 	bool asked = plan == PLAN_BEFORE || plan == PLAN_DURING;
 
-	if (res.status == SC_CANCELLED) {
+	if (res.status == SC_TIMEDOUT && plan == PLAN_DEADLINE) {
+		add(sc_now_ns() >= deadline ? &t->cancelled : &t->spurious, 1);
+	} else if (res.status == SC_CANCELLED) {
 		add(asked ? &t->cancelled : &t->spurious, 1);
 	} else if (res.status == SC_OK) {
 		add(plan == PLAN_BEFORE ? &t->lost_cancels : &t->completed, 1);
@@ -91,12 +101,15 @@ static void *worker(void *arg)
 		d->tok = &tok;
 		d->plan = choose_plan(rnd);
 		d->rnd = xorshift(&rng);
+		if (d->plan == PLAN_DEADLINE)
+			ck_assert_int_eq(sc_token_set_timeout(&tok, d->rnd % DEADLINE_MAX_NS), 0);
+		int64_t deadline = sc_token_deadline(&tok);
 		store(&d->seq, i);
 		if (d->plan == PLAN_BEFORE)
 			wait_at_least(&d->before_seq, i, "cancel before attempt %ld", i);
 		sc_result res = d->r.kind->call(&d->r, &tok, rnd);
 		store(&d->done_seq, i);
-		judge(d, d->plan, res);
+		judge(d, d->plan, res, deadline);
 		add(&d->r.t.stray_eintr, wait_readable_counting_eintr(d->ack));
 		ck_assert_int_eq(sc_token_destroy(&tok), 0);
 	}
@@ -190,6 +203,13 @@ static void act(struct duel *d, long i)
 	case PLAN_NONE:
 	case PLAN_AFTER:
 		d->r.kind->supply(&d->r, rnd);
+		break;
+	case PLAN_DEADLINE:
+		/* Half the time the data comes around the deadline, racing it. */
+		if (rnd & 1) {
+			spin_ns((rnd >> 1) % DEADLINE_MAX_NS);
+			d->r.kind->supply(&d->r, rnd);
+		}
 		break;
 	}
 	wait_call_end(d, i, sc_now_ns(), plan == PLAN_NONE || plan == PLAN_AFTER);
