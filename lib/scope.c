@@ -16,18 +16,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int chain_ready(const sc_token *tok, int tid)
-{
-	for (const sc_token *t = tok; t; t = t->priv_parent) {
-		int user = load_relaxed(&t->priv_user);
-		if (load_acquire(&t->priv_state) != SC_TOK_LIVE ||
-		    load_relaxed(&t->priv_deadline) != SC_NO_DEADLINE ||
-		    (user != tid && user != SC_TOK_SHARED))
-			return 0;
-	}
-	return 1;
-}
-
 /* Ordered against the canceller's membarrier, as a call's entry is. */
 static void publish_barrier(void)
 {
@@ -79,7 +67,7 @@ int sc_scope_enter(sc_token *tok)
 	store_relaxed(&s->scopes[depth], tok);
 	store_release(&s->scope_depth, depth + 1);
 	publish_barrier();
-	if (likely(chain_ready(tok, load_relaxed(&s->tid))))
+	if (likely(sc_chain_plain(tok, load_relaxed(&s->tid))))
 		return 0;
 	return enter_slow(s, tok);
 }
