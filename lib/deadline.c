@@ -92,8 +92,9 @@ int sc_deadline_min(struct sc_slot *s, int64_t deadline)
  * Publishes a lower deadline; the service hears of it only if it would
  * otherwise look at the slot later.  The barrier pairs with the service's:
  * either it sees this deadline, or this sees the slot's kept deadline drop.
- * Where no service thread can be started (a process at its thread limit),
- * the thread's own timer fires at the deadline instead.
+ * Where no service thread can be started (a process at its thread limit,
+ * or a fork child: see sc_service_may_start), the thread's own timer fires
+ * at the deadline instead.
  */
 void sc_deadline_lower(struct sc_slot *s, int64_t deadline)
 {
@@ -102,7 +103,7 @@ void sc_deadline_lower(struct sc_slot *s, int64_t deadline)
 	compiler_barrier();
 	if (deadline >= load_acquire(&s->svc_deadline))
 		return;
-	if (sc_service_running() || !sc_service_start()) {
+	if (sc_service_running() || (sc_service_may_start() && !sc_service_start())) {
 		sc_service_notify(s, deadline);
 		return;
 	}

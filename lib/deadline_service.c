@@ -26,6 +26,7 @@
 #define WALKING INT64_MIN	/* next_wake while the service works */
 
 static int running;		/* in this process: a fork child starts its own */
+static int forked;		/* this process is a fork child that has not started one */
 static uint32_t wake_seq;	/* futex word: bumped to wake the service */
 static int64_t next_wake = SC_NO_DEADLINE;
 static struct sc_slot *inbox;	/* slots whose deadline came earlier than the service knew */
@@ -233,6 +234,17 @@ int sc_service_running(void)
 	return load_acquire(&running);
 }
 
+/*
+ * Whether a call's deadline may start the service.  Not in a fork child:
+ * a thread made there can hang on a lock that another thread of the parent
+ * held at the fork (sanitizer runtimes do); its deadlines take the thread's
+ * own timer.  A scope starts the service there all the same.
+ */
+int sc_service_may_start(void)
+{
+	return !load_relaxed(&forked);
+}
+
 /* The service takes no signal: the library's and the application's go elsewhere. */
 int sc_service_start(void)
 {
@@ -289,6 +301,7 @@ void sc_service_after_fork(int needed)
 {
 	pthread_mutex_init(&start_lock, NULL);
 	running = 0;
+	forked = 1;
 	wake_seq = 0;
 	next_wake = SC_NO_DEADLINE;
 	inbox = NULL;

@@ -201,6 +201,7 @@ uint64_t sc_syscall_signature(const struct sc_syscall *c, uint64_t sp, uint64_t 
 
 /* deadline_service.c: fires the deadlines of calls and scopes, re-signals ended scopes */
 int sc_service_running(void) SC_HIDDEN;
+int sc_service_may_start(void) SC_HIDDEN;
 int sc_service_start(void) SC_HIDDEN;
 void sc_service_notify(struct sc_slot *s, int64_t when) SC_HIDDEN;
 void sc_service_after_fork(int needed) SC_HIDDEN;
