@@ -550,7 +550,7 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("scope_libs");
+	Suite *s;
 	TCase *tc;
 	int status;
 
@@ -559,6 +559,7 @@ int main(void)
 		puts("scopes do not work under valgrind or ThreadSanitizer: skipped");
 		return 77;
 	}
+	s = suite_create("scope_libs");
 #ifdef HAVE_HIREDIS
 	tc = add_tcase(s, "hiredis", 30, NULL);
 	tcase_add_checked_fixture(tc, redis_setup, redis_teardown);

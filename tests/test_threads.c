@@ -159,7 +159,8 @@ START_TEST(threads_coming_and_going_under_cancels_never_see_a_stray_signal)
 	ck_assert_int_eq(ch.app_eintr, 0);
 	ck_assert_int_eq(ch.ok + ch.cancelled + ch.timedout, CHURN_THREADS * CHURN_CALLS);
 	ck_assert_int_ge(ch.cancelled, 100);
-	ck_assert_int_ge(ch.timedout, 10);
+	/* Under valgrind the deadline service runs only when valgrind lets it. */
+	ck_assert_int_ge(ch.timedout, under_valgrind() ? 1 : 10);
 
 	ck_assert_msg(!bg_done(&bystander), "the bystander returned: status %d error %d",
 		      bystander.res.status, bystander.res.error);
