@@ -33,9 +33,9 @@ struct destroy_row {
 };
 
 static struct destroy_row destroy_rows[ROWS] = {
-	[UNUSED] = { "destroy, tokens no call used", "destroy_unused" },
-	[USED] = { "destroy, after cancel and join", "destroy_used" },
-	[CANCEL_JOIN] = { "sc_cancel(root) + N joins", "cancel_join" },
+	[UNUSED] = { .name = "destroy, tokens no call used", .id = "destroy_unused" },
+	[USED] = { .name = "destroy, after cancel and join", .id = "destroy_used" },
+	[CANCEL_JOIN] = { .name = "sc_cancel(root) + N joins", .id = "cancel_join" },
 };
 
 static void *destroy_worker(void *arg)
