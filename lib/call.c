@@ -95,12 +95,13 @@ static void widen_window(void)
 int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r)
 {
 	int passed = sc_deadline_passed(s);
+	int scope = sc_scope_ended(s);
 	int64_t dl;
 
 	widen_window();
-	if (sc_chain_check(tok, &dl) == SC_CHAIN_CANCELLED || sc_scope_ended(s) == ECANCELED)
+	if (sc_chain_check(tok, &dl) == SC_CHAIN_CANCELLED || scope == ECANCELED)
 		*r = cancelled;
-	else if (passed || sc_scope_ended(s) == ETIMEDOUT)
+	else if (passed || scope == ETIMEDOUT)
 		*r = timedout;
 	else
 		return 0;
