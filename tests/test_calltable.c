@@ -729,7 +729,7 @@ START_TEST(a_relative_timeout_goes_on_with_the_time_left_after_application_signa
 		      r.value);
 	ck_assert_msg(elapsed >= TIMED_NS - MS_NS, "%s: ended after %lld ms", call->name,
 		      (long long)(elapsed / MS_NS));
-	ck_assert_int_ge(load(&app_signals), 2);
+	ck_assert_int_ge(load(&app_signals), 1);
 	fx_close();
 }
 END_TEST
@@ -789,6 +789,33 @@ START_TEST(the_applications_signal_set_is_left_as_it_was)
 	assert_status(sc_sigtimedwait(&tok, &all_but_usr1, NULL, NULL), SC_TIMEDOUT, "wait");
 	ck_assert(!memcmp(&before, &all_but_usr1, sizeof(before)));
 	ck_assert(sigismember(&all_but_usr1, sc_signal_number()));
+	ck_assert_int_eq(sc_token_destroy(&tok), 0);
+	fx_close();
+}
+END_TEST
+
+/*
+ * The case as applications write it: sigwait on sigfillset, raw.  The kernel
+ * used to take the cancel as the signal waited for: the library's handler
+ * never ran and the call waited for ever.
+ */
+static sc_result sigwait_full_set(struct bg_call *c)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	return sc_syscall(c->tok, SYS_rt_sigtimedwait, L(&all), 0, 0, KSET, 0, 0);
+}
+
+START_TEST(a_sigwait_on_a_full_set_through_sc_syscall_is_cancelled)
+{
+	sc_token tok;
+	struct bg_call c = { .fn = sigwait_full_set, .tok = &tok };
+
+	ck_assert_int_eq(sc_token_init(&tok, NULL), 0);
+	bg_start_blocked(&c);
+	ck_assert_int_eq(sc_cancel(&tok), 0);
+	assert_cancelled(bg_join(&c));
 	ck_assert_int_eq(sc_token_destroy(&tok), 0);
 	fx_close();
 }
@@ -859,6 +886,7 @@ int main(void)
 	tcase_add_test(tc, a_completed_clock_nanosleep_leaves_rem_alone);
 	tcase_add_test(tc, sc_select_leaves_the_time_not_slept_in_its_timeval);
 	tc = add_tcase(s, "sets", 30, setup);
+	tcase_add_test(tc, a_sigwait_on_a_full_set_through_sc_syscall_is_cancelled);
 	tcase_add_test(tc, the_applications_signal_set_is_left_as_it_was);
 	tcase_add_test(tc, sc_sigtimedwait_takes_a_pending_signal_of_its_set);
 	tcase_add_test(tc, bad_sets_and_timeouts_are_EFAULT);
