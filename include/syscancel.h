@@ -187,9 +187,13 @@ sc_result sc_ppoll(sc_token *tok, struct pollfd *fds, nfds_t n, const struct tim
 		   const sigset_t *sigmask);
 sc_result sc_epoll_pwait(sc_token *tok, int epfd, struct epoll_event *events, int maxevents,
 			 int timeout_ms, const sigset_t *sigmask);
+/* Their types are POSIX's: hidden, as the C library's own, in strict ISO C. */
+#if defined(_POSIX_C_SOURCE) || defined(_XOPEN_SOURCE) || defined(_GNU_SOURCE) || \
+	defined(_DEFAULT_SOURCE) || defined(_BSD_SOURCE) || defined(__cplusplus)
 sc_result sc_waitid(sc_token *tok, idtype_t idtype, id_t id, siginfo_t *info, int options);
 sc_result sc_sigtimedwait(sc_token *tok, const sigset_t *set, siginfo_t *info,
 			  const struct timespec *timeout);
+#endif
 sc_result sc_sigsuspend(sc_token *tok, const sigset_t *mask);
 sc_result sc_clock_nanosleep(sc_token *tok, clockid_t clock, int flags,
 			     const struct timespec *req, struct timespec *rem);
