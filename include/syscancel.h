@@ -7,10 +7,16 @@
 #include <stdint.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <mqueue.h>
+#include <signal.h>
+#include <time.h>
 #include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -162,6 +168,62 @@ sc_result sc_flock(sc_token *tok, int fd, int operation);
 sc_result sc_fcntl_lock(sc_token *tok, int fd, int cmd, struct flock *lock);
 /* SC_OK when woken; SC_ERROR EAGAIN if *addr != expected.  Shared futex. */
 sc_result sc_futex_wait(sc_token *tok, const uint32_t *addr, uint32_t expected);
+/*
+ * The rest of the C library's blocking calls, with its arguments.  Signal
+ * sets given to the kernel never hold the library's signal (sc_signal_number).
+ * sc_sigsuspend returns SC_ERROR EINTR once an application handler has run;
+ * the others go on after it, relative timeouts with the time that remains.
+ * sc_select updates *timeout as select(2) does; a cancelled or timed-out
+ * relative sc_clock_nanosleep leaves in *rem the time it had left.
+ * sc_preadv and sc_pwritev are preadv2 and pwritev2.
+ */
+struct mmsghdr;
+struct sembuf;
+sc_result sc_select(sc_token *tok, int nfds, fd_set *readfds, fd_set *writefds,
+		    fd_set *exceptfds, struct timeval *timeout);
+sc_result sc_pselect(sc_token *tok, int nfds, fd_set *readfds, fd_set *writefds,
+		     fd_set *exceptfds, const struct timespec *timeout, const sigset_t *sigmask);
+sc_result sc_ppoll(sc_token *tok, struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+		   const sigset_t *sigmask);
+sc_result sc_epoll_pwait(sc_token *tok, int epfd, struct epoll_event *events, int maxevents,
+			 int timeout_ms, const sigset_t *sigmask);
+/* Their types are POSIX's: hidden, as the C library's own, in strict ISO C. */
+#if defined(_POSIX_C_SOURCE) || defined(_XOPEN_SOURCE) || defined(_GNU_SOURCE) || \
+	defined(_DEFAULT_SOURCE) || defined(_BSD_SOURCE) || defined(__cplusplus)
+sc_result sc_waitid(sc_token *tok, idtype_t idtype, id_t id, siginfo_t *info, int options);
+sc_result sc_sigtimedwait(sc_token *tok, const sigset_t *set, siginfo_t *info,
+			  const struct timespec *timeout);
+#endif
+sc_result sc_sigsuspend(sc_token *tok, const sigset_t *mask);
+sc_result sc_clock_nanosleep(sc_token *tok, clockid_t clock, int flags,
+			     const struct timespec *req, struct timespec *rem);
+sc_result sc_recvmmsg(sc_token *tok, int fd, struct mmsghdr *msgvec, unsigned int vlen,
+		      int flags, struct timespec *timeout);
+sc_result sc_sendmmsg(sc_token *tok, int fd, struct mmsghdr *msgvec, unsigned int vlen,
+		      int flags);
+sc_result sc_preadv(sc_token *tok, int fd, const struct iovec *iov, int iovcnt, off_t off,
+		    int flags);
+sc_result sc_pwritev(sc_token *tok, int fd, const struct iovec *iov, int iovcnt, off_t off,
+		     int flags);
+sc_result sc_msgrcv(sc_token *tok, int msqid, void *msgp, size_t msgsz, long msgtyp,
+		    int msgflg);
+sc_result sc_msgsnd(sc_token *tok, int msqid, const void *msgp, size_t msgsz, int msgflg);
+sc_result sc_mq_timedreceive(sc_token *tok, mqd_t mqdes, char *msg, size_t len,
+			     unsigned int *prio, const struct timespec *abs_timeout);
+sc_result sc_mq_timedsend(sc_token *tok, mqd_t mqdes, const char *msg, size_t len,
+			  unsigned int prio, const struct timespec *abs_timeout);
+/* timeout NULL: semop. */
+sc_result sc_semtimedop(sc_token *tok, int semid, struct sembuf *sops, size_t nsops,
+			const struct timespec *timeout);
+sc_result sc_splice(sc_token *tok, int fd_in, off_t *off_in, int fd_out, off_t *off_out,
+		    size_t len, unsigned int flags);
+sc_result sc_tee(sc_token *tok, int fd_in, int fd_out, size_t len, unsigned int flags);
+
+/*
+ * Any other syscall.  Relative timeouts go on with the time that remains
+ * after someone else's signal; pause and rt_sigsuspend return SC_ERROR EINTR
+ * once an application handler has run; close is never retried.
+ */
 sc_result sc_syscall(sc_token *tok, long nr, long a1, long a2, long a3,
 		     long a4, long a5, long a6);
 

@@ -19,28 +19,65 @@ sc_result sc_error(int err)
 	return (sc_result){ SC_ERROR, err, -1 };
 }
 
-static long remaining_ms(int64_t end)
+static int64_t timespec_ns(const struct timespec *ts)
 {
-	int64_t left = end - sc_now_ns();
-
-	if (left <= 0)
-		return 0;
-	left = (left + 999999) / 1000000;
-	return left > INT_MAX ? INT_MAX : left;
+	if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L)
+		return -1;
+	if (ts->tv_sec >= SC_NO_DEADLINE / 1000000000LL - 1)
+		return SC_NO_DEADLINE;
+	return ts->tv_sec * 1000000000LL + ts->tv_nsec;
 }
 
-static long arg(const struct sc_req *req, int i)
+/* It cannot say without a timeout, for an infinite one, or memory it cannot read now. */
+int64_t sc_timeout_end(const struct sc_req *req)
 {
-	return i == req->ms_arg ? remaining_ms(req->ms_end) : req->args[i];
+	long a = req->args[req->timeout_arg];
+	struct timespec ts;
+	int64_t ns = -1;
+
+	if (req->timeout == SC_TIMEOUT_MS)
+		ns = (int)a * 1000000LL;
+	else if (req->timeout == SC_TIMEOUT_TIMESPEC && !sc_copy_in(&ts, (void *)a, sizeof(ts)))
+		ns = timespec_ns(&ts);
+	if (ns < 0 || ns > SC_NO_DEADLINE - req->timeout_start)
+		return SC_NO_DEADLINE;
+	return req->timeout_start + ns;
+}
+
+/*
+ * The arguments of one attempt.  A retry after someone else's signal gets
+ * the time that remains of a relative timeout; left holds it as a timespec.
+ */
+static void attempt_args(const struct sc_call *c, long a[6], struct timespec *left)
+{
+	const struct sc_req *req = c->req;
+	int64_t end, rest;
+
+	memcpy(a, req->args, sizeof(req->args));
+	if (!c->retried || req->timeout == SC_TIMEOUT_NONE)
+		return;
+	end = sc_timeout_end(req);
+	if (end == SC_NO_DEADLINE)
+		return;
+	rest = end - sc_now_ns();
+	rest = rest < 0 ? 0 : rest;
+	if (req->timeout == SC_TIMEOUT_MS) {
+		rest = (rest + 999999) / 1000000;
+		a[req->timeout_arg] = rest > INT_MAX ? INT_MAX : rest;
+		return;
+	}
+	*left = (struct timespec){ rest / 1000000000LL, rest % 1000000000LL };
+	a[req->timeout_arg] = (long)left;
 }
 
 /* The signal backend: the stub enters, a cancel or our signal ends the attempt with EINTR. */
 static long stub_enter(struct sc_slot *s, struct sc_call *c)
 {
-	const struct sc_req *req = c->req;
+	struct timespec left;
+	long a[6];
 
-	return sc_stub_enter(s, req->nr, arg(req, 0), arg(req, 1), arg(req, 2),
-			     arg(req, 3), arg(req, 4), arg(req, 5));
+	attempt_args(c, a, &left);
+	return sc_stub_enter(s, c->req->nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 static int stub_interrupted(const struct sc_call *c, long v)
@@ -68,12 +105,16 @@ static const struct sc_backend signal_backend = {
 /* A call made from a handler on top of another call: not cancellable. */
 static sc_result run_nested(const struct sc_req *req)
 {
-	long v;
+	struct sc_call c = { .req = req };
+	struct timespec left;
+	long a[6], v;
 
-	do {
-		v = syscall(req->nr, arg(req, 0), arg(req, 1), arg(req, 2),
-			    arg(req, 3), arg(req, 4), arg(req, 5));
-	} while (v == -1 && errno == EINTR && !(req->flags & SC_REQ_NO_RETRY));
+	for (;; c.retried = 1) {
+		attempt_args(&c, a, &left);
+		v = syscall(req->nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		if (v != -1 || errno != EINTR || (req->flags & (SC_REQ_NO_RETRY | SC_REQ_SIGNAL_WAIT)))
+			break;
+	}
 	return v == -1 ? sc_error(errno) : sc_completed(v);
 }
 
@@ -167,6 +208,8 @@ static sc_result live(struct sc_slot *s, sc_token *tok, const struct sc_backend 
 			return sc_error(EINTR);
 		if (sc_interrupted(s, tok, &r))
 			return r;
+		if (v == -EINTR && (c->req->flags & SC_REQ_SIGNAL_WAIT))
+			return sc_error(EINTR);
 		if (be->expired && be->expired(c, &r))
 			return r;
 		c->retried = 1;

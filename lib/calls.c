@@ -50,16 +50,95 @@ SC_CALL(sc_flock, (sc_token *tok, int fd, int operation),
 SC_CALL(sc_futex_wait, (sc_token *tok, const uint32_t *addr, uint32_t expected),
 	SYS_futex, L(addr), FUTEX_WAIT, L(expected), 0, 0, 0)
 
-sc_result sc_syscall(sc_token *tok, long nr, long a1, long a2, long a3,
-		     long a4, long a5, long a6)
-{
-	struct sc_req req = { .nr = nr, .args = { a1, a2, a3, a4, a5, a6 }, .ms_arg = -1 };
+/* The rest of the table goes through what sc_syscall knows (syscall.c). */
+SC_SYSCALL(sc_waitid, (sc_token *tok, idtype_t idtype, id_t id, siginfo_t *info, int options),
+	   SYS_waitid, idtype, L(id), L(info), options, 0)
+SC_SYSCALL(sc_recvmmsg, (sc_token *tok, int fd, struct mmsghdr *msgvec, unsigned int vlen,
+			 int flags, struct timespec *timeout),
+	   SYS_recvmmsg, fd, L(msgvec), vlen, flags, L(timeout))
+SC_SYSCALL(sc_sendmmsg, (sc_token *tok, int fd, struct mmsghdr *msgvec, unsigned int vlen,
+			 int flags),
+	   SYS_sendmmsg, fd, L(msgvec), vlen, flags)
+SC_SYSCALL(sc_preadv, (sc_token *tok, int fd, const struct iovec *iov, int iovcnt, off_t off,
+		       int flags),
+	   SYS_preadv2, fd, L(iov), iovcnt, L(off), 0, flags)
+SC_SYSCALL(sc_pwritev, (sc_token *tok, int fd, const struct iovec *iov, int iovcnt, off_t off,
+			int flags),
+	   SYS_pwritev2, fd, L(iov), iovcnt, L(off), 0, flags)
+SC_SYSCALL(sc_msgrcv, (sc_token *tok, int msqid, void *msgp, size_t msgsz, long msgtyp,
+		       int msgflg),
+	   SYS_msgrcv, msqid, L(msgp), L(msgsz), msgtyp, msgflg)
+SC_SYSCALL(sc_msgsnd, (sc_token *tok, int msqid, const void *msgp, size_t msgsz, int msgflg),
+	   SYS_msgsnd, msqid, L(msgp), L(msgsz), msgflg)
+SC_SYSCALL(sc_mq_timedreceive, (sc_token *tok, mqd_t mqdes, char *msg, size_t len,
+				unsigned int *prio, const struct timespec *abs_timeout),
+	   SYS_mq_timedreceive, mqdes, L(msg), L(len), L(prio), L(abs_timeout))
+SC_SYSCALL(sc_mq_timedsend, (sc_token *tok, mqd_t mqdes, const char *msg, size_t len,
+			     unsigned int prio, const struct timespec *abs_timeout),
+	   SYS_mq_timedsend, mqdes, L(msg), L(len), prio, L(abs_timeout))
+SC_SYSCALL(sc_semtimedop, (sc_token *tok, int semid, struct sembuf *sops, size_t nsops,
+			   const struct timespec *timeout),
+	   SYS_semtimedop, semid, L(sops), L(nsops), L(timeout))
+SC_SYSCALL(sc_splice, (sc_token *tok, int fd_in, off_t *off_in, int fd_out, off_t *off_out,
+		       size_t len, unsigned int flags),
+	   SYS_splice, fd_in, L(off_in), fd_out, L(off_out), L(len), flags)
+SC_SYSCALL(sc_tee, (sc_token *tok, int fd_in, int fd_out, size_t len, unsigned int flags),
+	   SYS_tee, fd_in, fd_out, L(len), flags)
 
-	/* After EINTR the descriptor is gone: never retried, never "cancelled". */
-	if (nr != SYS_close)
-		return sc_run(tok, nr, a1, a2, a3, a4, a5, a6);
-	req.flags = SC_REQ_NO_RETRY;
-	return sc_run_req(tok, &req);
+/* The kernel writes the time left into *timeout, as select(2) does on Linux. */
+#ifdef SYS_select
+SC_SYSCALL(sc_select, (sc_token *tok, int nfds, fd_set *readfds, fd_set *writefds,
+		       fd_set *exceptfds, struct timeval *timeout),
+	   SYS_select, nfds, L(readfds), L(writefds), L(exceptfds), L(timeout))
+#else
+sc_result sc_select(sc_token *tok, int nfds, fd_set *readfds, fd_set *writefds,
+		    fd_set *exceptfds, struct timeval *timeout)
+{
+	struct timeval tv;
+	struct timespec ts;
+	sc_result r;
+
+	if (timeout && sc_copy_in(&tv, timeout, sizeof(tv)))
+		return sc_error(EFAULT);
+	if (timeout && (tv.tv_sec < 0 || tv.tv_usec < 0))
+		return sc_error(EINVAL);
+	if (timeout)
+		ts = (struct timespec){ tv.tv_sec + tv.tv_usec / 1000000, tv.tv_usec % 1000000 * 1000 };
+	r = sc_run_syscall(tok, &(struct sc_req){ .nr = SYS_pselect6, .args = {
+		nfds, L(readfds), L(writefds), L(exceptfds), timeout ? L(&ts) : 0 } });
+	if (timeout) {
+		tv = (struct timeval){ ts.tv_sec, ts.tv_nsec / 1000 };
+		sc_copy_out(timeout, &tv, sizeof(tv));
+	}
+	return r;
+}
+#endif
+
+static void write_rem(const struct sc_req *r, struct timespec *rem)
+{
+	int64_t end = sc_timeout_end(r), left = end - sc_now_ns();
+
+	if (end == SC_NO_DEADLINE)
+		return;
+	left = left < 0 ? 0 : left;
+	sc_copy_out(rem, &(struct timespec){ left / 1000000000LL, left % 1000000000LL },
+		    sizeof(*rem));
+}
+
+/*
+ * A relative sleep cancelled or timed out leaves in *rem the time it had
+ * left, as clock_nanosleep does after EINTR.
+ */
+sc_result sc_clock_nanosleep(sc_token *tok, clockid_t clock, int flags,
+			     const struct timespec *req, struct timespec *rem)
+{
+	struct sc_req r = { .nr = SYS_clock_nanosleep, .args = { clock, flags, L(req), L(rem) } };
+	sc_result res = sc_run_syscall(tok, &r);
+
+	if ((res.status == SC_CANCELLED || res.status == SC_TIMEDOUT) && rem &&
+	    r.timeout == SC_TIMEOUT_TIMESPEC)
+		write_rem(&r, rem);
+	return res;
 }
 
 /*
@@ -75,19 +154,11 @@ sc_result sc_poll(sc_token *tok, struct pollfd *fds, nfds_t n, int timeout_ms)
 	return sc_run(tok, SYS_ppoll, L(fds), L(n), timeout_ms < 0 ? 0 : L(&ts), 0, 8, 0);
 }
 
-sc_result sc_epoll_wait(sc_token *tok, int epfd, struct epoll_event *events,
-			int maxevents, int timeout_ms)
-{
-	struct sc_req req = {
-		.nr = SYS_epoll_pwait,
-		.args = { epfd, L(events), maxevents, timeout_ms, 0, 8 },
-		.ms_arg = timeout_ms < 0 ? -1 : 3,
-		.ms_end = sc_now_ns() + timeout_ms * 1000000LL,
-	};
+SC_SYSCALL(sc_epoll_wait, (sc_token *tok, int epfd, struct epoll_event *events, int maxevents,
+			   int timeout_ms),
+	   SYS_epoll_pwait, epfd, L(events), maxevents, timeout_ms, 0, SC_KERNEL_SIGSET)
 
-	return sc_run_req(tok, &req);
-}
-
+/* The io_uring backend runs this sleep, and only this one, as a timeout of its own. */
 sc_result sc_sleep(sc_token *tok, int64_t ns)
 {
 	int64_t now = sc_now_ns();
@@ -96,7 +167,8 @@ sc_result sc_sleep(sc_token *tok, int64_t ns)
 
 	if (ns < 0)
 		return sc_error(EINVAL);
-	return sc_run(tok, SYS_clock_nanosleep, CLOCK_MONOTONIC, TIMER_ABSTIME, L(&ts), 0, 0, 0);
+	return sc_run_req(tok, &(struct sc_req){ .nr = SYS_clock_nanosleep, .flags = SC_REQ_SLEEP,
+		.args = { CLOCK_MONOTONIC, TIMER_ABSTIME, L(&ts) } });
 }
 
 sc_result sc_fcntl_lock(sc_token *tok, int fd, int cmd, struct flock *lock)
@@ -135,7 +207,6 @@ sc_result sc_connect(sc_token *tok, int fd, const struct sockaddr *addr, socklen
 		.nr = SYS_connect,
 		.args = { fd, L(addr), alen },
 		.flags = SC_REQ_CONNECT,
-		.ms_arg = -1,
 	};
 	int dissolve = tok && is_unconnected_tcp(fd);
 	sc_result r = sc_run_req(tok, &req);

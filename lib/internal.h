@@ -216,15 +216,25 @@ void sc_arch_skip_syscall(void *ctx, long ret) SC_HIDDEN;
 void sc_arch_set_return(void *ctx, long ret) SC_HIDDEN;
 
 /* call.c: the out-of-line parts of a call */
+/*
+ * A relative timeout among a request's arguments: a retry after someone
+ * else's signal passes what remains of it, not the whole again.  Calls whose
+ * kernel writes the time left back (ppoll, select) need none.
+ */
+enum { SC_TIMEOUT_NONE, SC_TIMEOUT_MS, SC_TIMEOUT_TIMESPEC };
+
 struct sc_req {
 	long nr;
 	long args[6];
 	unsigned flags;
-	int ms_arg;		/* index of an int ms timeout to recompute on retry, or -1 */
-	int64_t ms_end;		/* when that timeout ends */
+	int timeout;		/* SC_TIMEOUT_*: what args[timeout_arg] holds */
+	int timeout_arg;
+	int64_t timeout_start;	/* when the call began */
 };
 #define SC_REQ_NO_RETRY 1u	/* EINTR is final (close) */
 #define SC_REQ_CONNECT 2u	/* a retried connect that finds the socket connected succeeded */
+#define SC_REQ_SIGNAL_WAIT 4u	/* waits for a signal: EINTR is its result (pause, sigsuspend) */
+#define SC_REQ_SLEEP 8u		/* sc_sleep's: until a CLOCK_MONOTONIC time the library holds */
 #define SC_NOT_ENTERED (LONG_MIN + 1)
 sc_result sc_run_req(sc_token *tok, const struct sc_req *req) SC_HIDDEN;
 sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
@@ -234,6 +244,8 @@ void sc_call_exit_slow(struct sc_slot *s) SC_HIDDEN;
 sc_result sc_error(int err) SC_HIDDEN;
 int sc_check_chain(struct sc_slot *s, sc_token *tok, sc_result *r, int64_t *deadline) SC_HIDDEN;
 int sc_interrupted(struct sc_slot *s, const sc_token *tok, sc_result *r) SC_HIDDEN;
+/* When the request's relative timeout ends; SC_NO_DEADLINE if it cannot say. */
+int64_t sc_timeout_end(const struct sc_req *req) SC_HIDDEN;
 
 /*
  * A backend says how a call enters the kernel and how to read what came
@@ -259,6 +271,29 @@ struct sc_backend {
 	int (*expired)(struct sc_call *c, sc_result *r);	/* the request's own time is up */
 	void (*end)(struct sc_slot *s);				/* after the call is withdrawn */
 };
+
+/* syscall.c: sc_syscall's knowledge of the syscalls it makes, for every call */
+sc_result sc_run_syscall(sc_token *tok, struct sc_req *req) SC_HIDDEN;
+/* A public call that is the syscall nr as sc_syscall makes it. */
+#define SC_SYSCALL(name, params, nr_, ...) \
+	sc_result name params \
+	{ return sc_run_syscall(tok, &(struct sc_req){ .nr = (nr_), .args = { __VA_ARGS__ } }); }
+#define SC_KERNEL_SIGSET 8	/* the size of the kernel's signal set: _NSIG / 8 */
+
+/* calls_signals.c: the signal sets a request hands the kernel, without our signal */
+struct sc_pselect_mask {		/* pselect6's sixth argument */
+	const sigset_t *set;
+	size_t size;
+};
+struct sc_sets {
+	sigset_t set;
+	struct sc_pselect_mask pselect;
+};
+void sc_req_spare_our_signal(struct sc_req *req, struct sc_sets *room) SC_HIDDEN;
+
+/* user_memory.c: what the application hands over, without faulting: 0 or EFAULT */
+int sc_copy_in(void *dst, const void *src, size_t len) SC_HIDDEN;
+int sc_copy_out(void *dst, const void *src, size_t len) SC_HIDDEN;
 
 /* uring.c: the io_uring backend */
 extern const struct sc_backend sc_uring_backend SC_HIDDEN;
@@ -321,7 +356,7 @@ static inline int sc_chain_plain(const sc_token *tok, int tid)
  * the request is only built in memory when the call leaves it.
  */
 #define SC_REQ(nr_, a1, a2, a3, a4, a5, a6) \
-	(&(struct sc_req){ .nr = (nr_), .args = { a1, a2, a3, a4, a5, a6 }, .ms_arg = -1 })
+	(&(struct sc_req){ .nr = (nr_), .args = { a1, a2, a3, a4, a5, a6 } })
 
 static inline __attribute__((always_inline))
 sc_result sc_run(sc_token *tok, long nr, long a1, long a2, long a3, long a4, long a5, long a6)

@@ -176,7 +176,7 @@ int sc_uring_can_run(const struct sc_req *req)
 	case SYS_sendto:		/* without an address: recv, send */
 		return !a[4] && !(a[3] & MSG_DONTWAIT) && !cannot_wait(a[0]);
 	case SYS_clock_nanosleep:
-		return 1;
+		return !!(req->flags & SC_REQ_SLEEP);
 	case SYS_ppoll:			/* one fd, no mask */
 		return a[1] == 1 && !a[3] && poll_would_wait((struct pollfd *)a[0]);
 	}
