@@ -24,11 +24,19 @@ See the README's Python section for scopes, asyncio, executors and Ctrl-C.
 try:
     from . import _syscancel
 except ImportError as _e:
-    raise ImportError(
-        "syscancel: cannot load the C extension (%s).  It is linked against "
-        "libsyscancel.so.0 from the directory it was built for; reinstall "
-        "syscancel or build the package again against the installed library"
-        % _e) from _e
+    import glob as _glob
+    import os as _os
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    if not _glob.glob(_os.path.join(_here, "_syscancel*.so")):
+        _why = ("the C extension is not built in %s (this is the source "
+                "directory?): install the package with pip or make install"
+                % _here)
+    else:
+        _why = ("the C extension failed to load (%s).  It is linked against "
+                "libsyscancel.so.0 in the library directory it was built "
+                "for; install that library again, or rebuild the package "
+                "against the library where it is now" % _e)
+    raise ImportError("syscancel: " + _why) from _e
 
 from ._syscancel import (  # noqa: F401
     BACKEND_DEFAULT, BACKEND_SIGNAL, BACKEND_URING, NO_DEADLINE, SCOPE_MAX,
