@@ -452,7 +452,12 @@ static int address_from_py(int fd, PyObject *o, struct sockaddr_storage *ss, soc
 
 static int writable_arg(PyObject *o, Py_buffer *view)
 {
-	return PyObject_GetBuffer(o, view, PyBUF_WRITABLE | PyBUF_SIMPLE);
+	if (PyObject_GetBuffer(o, view, PyBUF_WRITABLE | PyBUF_SIMPLE) == 0)
+		return 0;
+	PyErr_Clear();
+	PyErr_Format(PyExc_TypeError, "a writable bytes-like object is required, not '%.100s'",
+		     Py_TYPE(o)->tp_name);
+	return -1;
 }
 
 static int readable_arg(PyObject *o, Py_buffer *view)
@@ -873,7 +878,8 @@ static PyObject *py_recvmsg(ARGS)
 	sc_token *tok;
 	size_t n, anc = 0;
 	int fd, flags;
-	PyObject *b, *ctl = NULL, *res = NULL;
+	PyObject *b, *res = NULL;
+	void *ctl = NULL;
 	sc_result r;
 
 	if (fd_arg(a[0], &fd) < 0 || size_arg(a[1], "bufsize", &n) < 0 ||
@@ -1481,8 +1487,13 @@ static void token_dealloc(PyObject *o)
 	token_object *t = (token_object *)o;
 
 	PyObject_GC_UnTrack(o);
-	/* A call, child or scope still using it holds a reference: this cannot be EBUSY. */
-	token_close_now(t);
+	/*
+	 * Calls, children and CancelScopes hold a reference, but a scope opened
+	 * with scope_enter() alone does not: while the library still uses the
+	 * token its memory is kept, never reused.
+	 */
+	if (token_close_now(t))
+		return;
 	Py_CLEAR(t->parent);
 	Py_TYPE(o)->tp_free(o);
 }
