@@ -666,6 +666,14 @@ class TestScopeHelpers(unittest.TestCase):
             httpd.server_close()
 
 
+async def within(seconds, coro):
+    """asyncio.timeout where there is one (3.11), else wait_for."""
+    if not hasattr(asyncio, "timeout"):
+        return await asyncio.wait_for(coro, seconds)
+    async with asyncio.timeout(seconds):
+        return await coro
+
+
 def pool_thread(pool):
     """The one thread of a one-worker pool."""
     return next(iter(pool._threads))
@@ -688,9 +696,8 @@ class TestThreads(unittest.TestCase):
             timeouts = 0
             for _ in range(rounds):
                 try:
-                    await asyncio.wait_for(syscancel.to_thread(blocked_recv, a),
-                                           0.05)
-                except asyncio.TimeoutError:
+                    await within(0.05, syscancel.to_thread(blocked_recv, a))
+                except (asyncio.TimeoutError, TimeoutError):
                     timeouts += 1
                 # Freed: the next call gets the pool's only thread.
                 self.assertLessEqual(threading.active_count(), before + 1)
