@@ -764,7 +764,10 @@ class TestSignals(unittest.TestCase):
 
     def test_sigint_interrupts_a_call_blocked_in_the_main_thread(self):
         p = self.run_child(["-c", CHILD_MAIN_THREAD])
-        self.assertEqual(p.stdout.readline(), "ready\n")
+        line = p.stdout.readline()
+        if line != "ready\n":
+            out, err = p.communicate(timeout=BOUND)
+            self.fail("child: %r, status %s, %s" % (line + out, p.returncode, err))
         time.sleep(0.05)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=BOUND)
