@@ -50,12 +50,13 @@ from ._scope import (  # noqa: F401
     scope)
 from ._futures import ThreadPoolExecutor, to_thread  # noqa: F401
 
+# open is left out of __all__: a star import must not replace the builtin.
 __all__ = [
     "BACKEND_DEFAULT", "BACKEND_SIGNAL", "BACKEND_URING", "NO_DEADLINE",
     "SCOPE_MAX", "CancelScope", "Cancelled", "ThreadPoolExecutor", "TimedOut",
     "Token", "accept", "cancel_on_signal", "connect", "current_token",
     "epoll_wait", "fail_after", "fail_at", "flock", "init", "lockf",
-    "move_on_after", "move_on_at", "now", "now_ns", "open", "poll", "pread",
+    "move_on_after", "move_on_at", "now", "now_ns", "poll", "pread",
     "pwrite", "read", "readinto", "readv", "recv", "recv_into", "recvfrom",
     "recvfrom_into", "recvmsg", "scope", "scope_enter", "scope_exit", "send",
     "sendall", "sendmsg", "sendto", "signal_number", "sleep", "syscall",
