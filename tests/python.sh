@@ -17,8 +17,20 @@ stage=$(mktemp -d) || exit 99
 trap 'rm -rf "$stage"' EXIT
 mkdir "$stage/syscancel" || exit 99
 for f in "$srcdir"/python/syscancel/*.py "$srcdir"/python/syscancel/*.pyi \
-	"$srcdir"/python/syscancel/py.typed "$ext"; do
+	"$srcdir"/python/syscancel/py.typed; do
 	ln -s "$f" "$stage/syscancel/" || exit 99
+done
+# A copy of the extension, not a link: make install (install.sh may run
+# alongside) relinks it in place for a moment, with the run path of libdir
+# alone, keeping the build's own as _syscancel.soU.  The copy must have this
+# tree's .libs in its run path.
+copy=$stage/syscancel/_syscancel.so
+tries=0
+until { cp "${ext}U" "$copy" 2>/dev/null || cp "$ext" "$copy" 2>/dev/null; } &&
+	grep -a -q -F "$PWD/.libs" "$copy"; do
+	tries=$((tries + 1))
+	[ "$tries" -lt 300 ] || { echo "no usable copy of $ext"; exit 99; }
+	sleep 0.1
 done
 PYTHONPATH=$stage${PYTHONPATH:+:$PYTHONPATH}
 SC_PYTHON_EXAMPLES=$srcdir/python/examples
