@@ -1,7 +1,7 @@
 """A reader thread blocked in syscancel.read, cancelled from the main thread.
 
-Run with python/ on PYTHONPATH (and SYSCANCEL_LIBRARY=path/to/libsyscancel.so
-if the library is not installed).
+Needs the syscancel package installed (make install, or
+pip install --no-build-isolation ./python).
 """
 
 import errno

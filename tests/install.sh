@@ -1,6 +1,6 @@
 #!/bin/sh
-# make install puts the header, the libraries, the .pc file, the man pages
-# and syscancel-bench in DESTDIR and nothing else; the examples build and run
+# make install puts the header, the libraries, the .pc file, the man pages,
+# syscancel-bench and the Python package in DESTDIR and nothing else; the examples build and run
 # against that install with pkg-config alone, outside the source tree, shared
 # and static; make uninstall removes every file again.
 set -eu
@@ -15,7 +15,7 @@ fail() { echo "$*"; exit 1; }
 
 $MAKE -s install DESTDIR="$dest/root" >/dev/null 2>&1 || fail "make install failed"
 find "$dest/root" -type f -o -type l | sed "s|^$dest/root||" | sort >"$dest/files"
-unexpected=$(grep -v -E '/include/syscancel\.h$|/lib[^/]*/libsyscancel\.(so|so\.[0-9.]+|a|la)$|/pkgconfig/syscancel\.pc$|/man3/sc_[a-z_]+\.3$|/man7/syscancel\.7$|/bin/syscancel-bench$' "$dest/files" || true)
+unexpected=$(grep -v -E '/include/syscancel\.h$|/lib[^/]*/libsyscancel\.(so|so\.[0-9.]+|a|la)$|/pkgconfig/syscancel\.pc$|/man3/sc_[a-z_]+\.3$|/man7/syscancel\.7$|/bin/syscancel-bench$|/site-packages/syscancel/([a-z_]+\.(py|pyi|so|la)|py\.typed|__pycache__/[a-z_]+\.cpython-[0-9]+(\.opt-[12])?\.pyc)$' "$dest/files" || true)
 [ -z "$unexpected" ] || fail "installed but not expected: $unexpected"
 pages=$(grep -c '/man3/' "$dest/files" || true)
 [ "$pages" -eq "$(ls "$srcdir"/doc/*.3 | wc -l)" ] || fail "$pages man pages installed"
