@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <syscancel.h>
@@ -378,6 +379,387 @@ START_TEST(a_wait_in_a_scope_ends_when_the_scope_token_is_cancelled)
 }
 END_TEST
 
+START_TEST(destroy_while_a_thread_waits_is_EBUSY_until_it_has_left)
+{
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	struct waiter w;
+	sc_cond c;
+	sc_token t;
+
+	ck_assert_int_eq(sc_cond_init(&c), 0);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	start_queued(&w, &c, &m, &t);
+	ck_assert_int_eq(sc_cond_destroy(&c), EBUSY);
+	ck_assert_int_eq(sc_cond_signal(&c), 0);	/* still live */
+	assert_ok(returned_holding(&w), 0);
+	finish(&w);
+	start_queued(&w, &c, &m, &t);
+	ck_assert_int_eq(sc_cond_destroy(&c), EBUSY);
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	assert_cancelled(returned_holding(&w));
+	finish(&w);
+	ck_assert_int_eq(sc_cond_destroy(&c), 0);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+START_TEST(a_cond_can_be_destroyed_and_freed_right_after_a_broadcast)
+{
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	struct waiter w[3];
+	sc_cond *c = malloc(sizeof(*c));
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(sc_cond_init(c), 0);
+	for (int i = 0; i < 3; i++) {
+		start_queued(&w[i], c, &m, NULL);
+		store(&w[i].release, 1);	/* they return in any order */
+	}
+	/* The woken threads cannot return yet: this thread holds their mutex. */
+	lock_within(&m, "broadcast");
+	ck_assert_int_eq(sc_cond_broadcast(c), 0);
+	ck_assert_int_eq(sc_cond_destroy(c), 0);
+	memset(c, 0xa5, sizeof(*c));
+	free(c);
+	ck_assert_int_eq(pthread_mutex_unlock(&m), 0);
+	for (int i = 0; i < 3; i++) {
+		finish(&w[i]);
+		assert_ok(w[i].res, 0);
+	}
+}
+END_TEST
+
+START_TEST(init_of_a_cond_that_threads_wait_on_is_EBUSY)
+{
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	struct waiter w;
+	sc_cond c;
+
+	ck_assert_int_eq(sc_cond_init(&c), 0);
+	ck_assert_int_eq(sc_cond_init(&c), 0);	/* live, nobody waits */
+	start_queued(&w, &c, &m, NULL);
+	ck_assert_int_eq(sc_cond_init(&c), EBUSY);
+	signal_under(&m, &c, NULL);
+	finish(&w);
+	assert_ok(w.res, 0);
+	ck_assert_int_eq(sc_cond_destroy(&c), 0);
+	ck_assert_int_eq(sc_cond_init(&c), 0);	/* destroyed: a new one */
+	ck_assert_int_eq(sc_cond_destroy(&c), 0);
+}
+END_TEST
+
+START_TEST(a_signal_with_nobody_waiting_is_not_remembered)
+{
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	sc_cond c;
+	sc_token t;
+
+	ck_assert_int_eq(sc_cond_init(&c), 0);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_cond_signal(&c), 0);
+	ck_assert_int_eq(sc_cond_broadcast(&c), 0);
+	ck_assert_int_eq(sc_token_set_timeout(&t, 50 * MS_NS), 0);
+	ck_assert_int_eq(pthread_mutex_lock(&m), 0);
+	assert_status(sc_cond_wait(&t, &c, &m), SC_TIMEDOUT, "a wait after the signals");
+	ck_assert_int_eq(pthread_mutex_unlock(&m), 0);
+	ck_assert_int_eq(sc_cond_destroy(&c), 0);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+/* An errorcheck mutex: unlocking it says whether this thread holds it. */
+static void assert_still_held(pthread_mutex_t *m)
+{
+	ck_assert_int_eq(pthread_mutex_unlock(m), 0);
+	ck_assert_int_eq(pthread_mutex_lock(m), 0);
+}
+
+START_TEST(bad_arguments_are_EINVAL_and_leave_the_mutex_alone)
+{
+	sc_cond c, zero, garbage;
+	pthread_mutex_t m;
+
+	make_mutex(&m, PTHREAD_MUTEX_ERRORCHECK);
+	memset(&zero, 0, sizeof(zero));
+	memset(&garbage, 0xff, sizeof(garbage));
+	ck_assert_int_eq(sc_cond_init(NULL), EINVAL);
+	ck_assert_int_eq(sc_cond_destroy(NULL), EINVAL);
+	ck_assert_int_eq(sc_cond_signal(NULL), EINVAL);
+	ck_assert_int_eq(sc_cond_broadcast(NULL), EINVAL);
+	ck_assert_int_eq(pthread_mutex_lock(&m), 0);
+	assert_error(sc_cond_wait(NULL, NULL, &m), EINVAL);
+	assert_still_held(&m);
+	ck_assert_int_eq(sc_cond_init(&c), 0);
+	assert_error(sc_cond_wait(NULL, &c, NULL), EINVAL);
+	/* never initialised, whatever the memory holds */
+	for (sc_cond *bad = &zero; bad; bad = bad == &zero ? &garbage : NULL) {
+		assert_error(sc_cond_wait(NULL, bad, &m), EINVAL);
+		assert_still_held(&m);
+		ck_assert_int_eq(sc_cond_signal(bad), EINVAL);
+		ck_assert_int_eq(sc_cond_broadcast(bad), EINVAL);
+		ck_assert_int_eq(sc_cond_destroy(bad), EINVAL);
+	}
+	ck_assert_int_eq(sc_cond_destroy(&c), 0);
+	ck_assert_int_eq(sc_cond_destroy(&c), EINVAL);
+	assert_error(sc_cond_wait(NULL, &c, &m), EINVAL);
+	assert_still_held(&m);
+	ck_assert_int_eq(sc_cond_signal(&c), EINVAL);
+	ck_assert_int_eq(sc_cond_broadcast(&c), EINVAL);
+	ck_assert_int_eq(pthread_mutex_unlock(&m), 0);
+	ck_assert_int_eq(pthread_mutex_destroy(&m), 0);
+}
+END_TEST
+
+START_TEST(a_wait_under_a_destroyed_token_is_EINVAL_with_the_mutex_held)
+{
+	pthread_mutex_t m;
+	sc_cond c;
+	sc_token t;
+
+	make_mutex(&m, PTHREAD_MUTEX_ERRORCHECK);
+	ck_assert_int_eq(sc_cond_init(&c), 0);
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	ck_assert_int_eq(pthread_mutex_lock(&m), 0);
+	assert_error(sc_cond_wait(&t, &c, &m), EINVAL);
+	assert_still_held(&m);
+	ck_assert_int_eq(pthread_mutex_unlock(&m), 0);
+	ck_assert_int_eq(sc_cond_destroy(&c), 0);	/* no node left behind */
+	ck_assert_int_eq(pthread_mutex_destroy(&m), 0);
+}
+END_TEST
+
+START_TEST(a_wait_on_an_errorcheck_mutex_the_caller_does_not_hold_is_EPERM)
+{
+	pthread_mutex_t m;
+	sc_cond c;
+
+	make_mutex(&m, PTHREAD_MUTEX_ERRORCHECK);
+	ck_assert_int_eq(sc_cond_init(&c), 0);
+	assert_error(sc_cond_wait(NULL, &c, &m), EPERM);
+	ck_assert_int_eq(pthread_mutex_trylock(&m), 0);	/* not left locked */
+	ck_assert_int_eq(pthread_mutex_unlock(&m), 0);
+	ck_assert_int_eq(sc_cond_destroy(&c), 0);	/* no node left behind */
+	ck_assert_int_eq(pthread_mutex_destroy(&m), 0);
+}
+END_TEST
+
+struct dying_owner {
+	pthread_mutex_t *m;
+	long locked;
+	long die;
+};
+
+static void *lock_and_die(void *arg)
+{
+	struct dying_owner *o = arg;
+
+	ck_assert_int_eq(pthread_mutex_lock(o->m), 0);
+	store(&o->locked, 1);
+	wait_at_least(&o->die, 1, "the test lets the owner die");
+	return NULL;
+}
+
+START_TEST(a_robust_mutex_whose_owner_died_is_relocked_with_EOWNERDEAD)
+{
+	struct dying_owner o = { 0 };
+	pthread_mutexattr_t a;
+	pthread_mutex_t m;
+	pthread_t owner;
+	struct waiter w;
+	sc_cond c;
+
+	ck_assert_int_eq(pthread_mutexattr_init(&a), 0);
+	ck_assert_int_eq(pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST), 0);
+	ck_assert_int_eq(pthread_mutex_init(&m, &a), 0);
+	ck_assert_int_eq(sc_cond_init(&c), 0);
+	start_queued(&w, &c, &m, NULL);
+	o.m = &m;
+	ck_assert_int_eq(pthread_create(&owner, NULL, lock_and_die, &o), 0);
+	wait_at_least(&o.locked, 1, "the owner locks the mutex");
+	ck_assert_int_eq(sc_cond_signal(&c), 0);
+	wait_blocked_on((pid_t)load(&w.tid), &m);
+	store(&o.die, 1);
+	join_within(owner, PROMPT_NS, "the owner");
+	assert_error(returned_holding(&w), EOWNERDEAD);
+	finish(&w);
+	pthread_mutex_destroy(&m);
+	pthread_mutexattr_destroy(&a);
+	ck_assert_int_eq(sc_cond_destroy(&c), 0);
+}
+END_TEST
+
+/*
+ * A wake and a cancel (or a deadline) aimed at the same waiter at once.
+ * Waiter A queues first, waiter B after it; one item is posted with a
+ * signal, which goes to A, while A's token is cancelled.  Either A's wait
+ * says SC_OK and A takes the item, or it says SC_CANCELLED and the signal
+ * went to B: an item left behind means A swallowed a wake.
+ */
+struct duel {
+	pthread_mutex_t m;
+	sc_cond c;
+	sc_token tok;		/* A's, this round */
+	int64_t deadline;	/* this round's, or SC_NO_DEADLINE */
+	long round, b_go, fire, fired, stop;
+	long items, over;	/* under m */
+	long in[2], done[2], took[2];
+	sc_result res;		/* A's */
+	int64_t a_returned;
+};
+
+struct player {
+	struct duel *d;
+	int b;
+	pthread_t thread;
+};
+
+static void *play(void *arg)
+{
+	struct player *p = arg;
+	struct duel *d = p->d;
+
+	for (long r = 1;; r++) {
+		wait_at_least(p->b ? &d->b_go : &d->round, r, "round %ld starts", r);
+		if (load(&d->stop))
+			return NULL;
+		sc_token *tok = p->b ? NULL : &d->tok;
+		sc_result res = { SC_OK, 0, 0 };
+
+		pthread_mutex_lock(&d->m);
+		store(&d->in[p->b], r);
+		while (!d->items && d->over < r && res.status == SC_OK)
+			res = sc_cond_wait(tok, &d->c, &d->m);
+		d->took[p->b] = res.status == SC_OK && d->items;
+		d->items -= d->took[p->b];
+		pthread_mutex_unlock(&d->m);
+		if (!p->b) {
+			d->res = res;
+			d->a_returned = sc_now_ns();
+		}
+		store(&d->done[p->b], r);
+	}
+}
+
+static void *cancel_on_fire(void *arg)
+{
+	struct duel *d = arg;
+	uint32_t rng = 0x12345u;
+
+	for (long r = 1;; r++) {
+		wait_at_least(&d->fire, r, "round %ld fires", r);
+		if (load(&d->stop))
+			return NULL;
+		spin_ns(xorshift(&rng) % 20000);
+		if (r % 2)
+			ck_assert_int_eq(sc_cancel(&d->tok), 0);
+		store(&d->fired, r);
+	}
+}
+
+static long items(struct duel *d)
+{
+	long n;
+
+	pthread_mutex_lock(&d->m);
+	n = d->items;
+	pthread_mutex_unlock(&d->m);
+	return n;
+}
+
+/* Queued behind everyone else: it took m after the waiter let it go. */
+static void wait_in(struct duel *d, int who, long r)
+{
+	wait_at_least(&d->in[who], r, "waiter %c waits", "AB"[who]);
+	pthread_mutex_lock(&d->m);
+	pthread_mutex_unlock(&d->m);
+}
+
+static void one_round(struct duel *d, long r, uint32_t *rng, long outcome[3])
+{
+	int64_t end;
+
+	ck_assert_int_eq(sc_token_init(&d->tok, NULL), 0);
+	d->deadline = SC_NO_DEADLINE;
+	store(&d->round, r);
+	wait_in(d, 0, r);
+	store(&d->b_go, r);
+	wait_in(d, 1, r);
+	if (r % 2 == 0) {
+		ck_assert_int_eq(sc_token_set_timeout(&d->tok, xorshift(rng) % 30000), 0);
+		d->deadline = sc_token_deadline(&d->tok);
+	}
+	store(&d->fire, r);
+	/*
+	 * The canceller waits up to 20 us: the wake comes before or after, and
+	 * A needs a CPU to act on a cancel before it.
+	 */
+	uint32_t delay = xorshift(rng);
+	if (delay % 2)
+		spin_ns(delay % 20000);
+	else
+		nanosleep(&(struct timespec){ 0, delay % 100000 }, NULL);
+	pthread_mutex_lock(&d->m);
+	d->items = 1;
+	ck_assert_int_eq(sc_cond_signal(&d->c), 0);
+	pthread_mutex_unlock(&d->m);
+	wait_at_least(&d->done[0], r, "round %ld: the cancelled waiter returns", r);
+	/* Sooner than the waiters give up on the next round. */
+	end = sc_now_ns() + PROMPT_NS / 2;
+	while (items(d)) {
+		ck_assert_msg(sc_now_ns() < end, "round %ld: A's wait said %d; nobody took the item",
+			      r, d->res.status);
+		sched_yield();
+	}
+	pthread_mutex_lock(&d->m);
+	d->over = r;
+	ck_assert_int_eq(sc_cond_broadcast(&d->c), 0);
+	pthread_mutex_unlock(&d->m);
+	wait_at_least(&d->done[1], r, "round %ld: the other waiter returns", r);
+	wait_at_least(&d->fired, r, "round %ld: the canceller is done", r);
+	ck_assert_int_eq(d->took[0] + d->took[1], 1);
+	if (d->res.status == SC_OK) {
+		ck_assert_msg(d->took[0], "round %ld: A woken, the item went to B", r);
+		outcome[0]++;
+	} else if (d->res.status == SC_CANCELLED) {
+		ck_assert_msg(r % 2, "round %ld: cancelled, but nothing cancelled it", r);
+		outcome[1]++;
+	} else {
+		assert_status(d->res, SC_TIMEDOUT, "round %ld: A's wait", r);
+		ck_assert_msg(r % 2 == 0 && d->a_returned >= d->deadline,
+			      "round %ld: timed out before its deadline", r);
+		outcome[2]++;
+	}
+	ck_assert_int_eq(sc_token_destroy(&d->tok), 0);
+}
+
+START_TEST(a_wake_racing_a_cancel_or_a_deadline_is_taken_exactly_once)
+{
+	static struct duel d = { .m = PTHREAD_MUTEX_INITIALIZER };
+	struct player p[2] = { { &d, 0, 0 }, { &d, 1, 0 } };
+	long rounds = under_valgrind() ? 40 : 1000, outcome[3] = { 0 };
+	uint32_t rng = 0xdeadbeefu;
+	pthread_t canceller;
+
+	ck_assert_int_eq(sc_cond_init(&d.c), 0);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&p[i].thread, NULL, play, &p[i]), 0);
+	ck_assert_int_eq(pthread_create(&canceller, NULL, cancel_on_fire, &d), 0);
+	for (long r = 1; r <= rounds; r++)
+		one_round(&d, r, &rng, outcome);
+	store(&d.stop, 1);
+	store(&d.round, rounds + 1);
+	store(&d.b_go, rounds + 1);
+	store(&d.fire, rounds + 1);
+	for (int i = 0; i < 2; i++)
+		join_within(p[i].thread, PROMPT_NS, "a waiter");
+	join_within(canceller, PROMPT_NS, "the canceller");
+	printf("%ld rounds: A woken %ld, cancelled %ld, timed out %ld\n", rounds, outcome[0],
+	       outcome[1], outcome[2]);
+	ck_assert_int_eq(sc_cond_destroy(&d.c), 0);
+}
+END_TEST
+
 /* No wake-up is lost: producers and consumers pass every item exactly once. */
 #define STORM_PRODUCERS 6
 #define STORM_CONSUMERS 6
@@ -517,7 +899,16 @@ int main(void)
 	tcase_add_test(tc, a_cancelled_waiter_returns_only_once_it_has_the_mutex_again);
 	tcase_add_test(tc, a_wait_under_a_cancelled_token_returns_at_once_holding_the_mutex);
 	tcase_add_test(tc, a_wait_in_a_scope_ends_when_the_scope_token_is_cancelled);
+	tcase_add_test(tc, destroy_while_a_thread_waits_is_EBUSY_until_it_has_left);
+	tcase_add_test(tc, a_cond_can_be_destroyed_and_freed_right_after_a_broadcast);
+	tcase_add_test(tc, init_of_a_cond_that_threads_wait_on_is_EBUSY);
+	tcase_add_test(tc, a_signal_with_nobody_waiting_is_not_remembered);
+	tcase_add_test(tc, bad_arguments_are_EINVAL_and_leave_the_mutex_alone);
+	tcase_add_test(tc, a_wait_under_a_destroyed_token_is_EINVAL_with_the_mutex_held);
+	tcase_add_test(tc, a_wait_on_an_errorcheck_mutex_the_caller_does_not_hold_is_EPERM);
+	tcase_add_test(tc, a_robust_mutex_whose_owner_died_is_relocked_with_EOWNERDEAD);
 	tc = add_tcase(s, "storms", 120, init_library);
+	tcase_add_test(tc, a_wake_racing_a_cancel_or_a_deadline_is_taken_exactly_once);
 	tcase_add_test(tc, no_wake_up_is_lost_under_a_storm_of_signals_and_broadcasts);
 	return run_suite(s, CK_FORK_GETENV);
 }
