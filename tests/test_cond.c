@@ -248,7 +248,11 @@ static void assert_released_holding(int type, sc_token *tok, sc_token *cancel, s
 
 	make_mutex(&m, type);
 	ck_assert_int_eq(sc_cond_init(&c), 0);
-	start_queued(&w, &c, &m, tok);
+	/* A deadline may pass before the waiter is seen asleep: it then holds m already. */
+	if (cancel)
+		start_queued(&w, &c, &m, tok);
+	else
+		start_waiter(&w, &c, &m, tok);
 	if (cancel)
 		ck_assert_int_eq(sc_cancel(cancel), 0);
 	assert_status(returned_holding(&w), want, "the wait");
@@ -905,7 +909,9 @@ int main(void)
 	tcase_add_test(tc, a_signal_with_nobody_waiting_is_not_remembered);
 	tcase_add_test(tc, bad_arguments_are_EINVAL_and_leave_the_mutex_alone);
 	tcase_add_test(tc, a_wait_under_a_destroyed_token_is_EINVAL_with_the_mutex_held);
-	tcase_add_test(tc, a_wait_on_an_errorcheck_mutex_the_caller_does_not_hold_is_EPERM);
+	/* ThreadSanitizer reports the unlock the test provokes as a bug of its own. */
+	if (!SC_TSAN)
+		tcase_add_test(tc, a_wait_on_an_errorcheck_mutex_the_caller_does_not_hold_is_EPERM);
 	tcase_add_test(tc, a_robust_mutex_whose_owner_died_is_relocked_with_EOWNERDEAD);
 	tc = add_tcase(s, "storms", 120, init_library);
 	tcase_add_test(tc, a_wake_racing_a_cancel_or_a_deadline_is_taken_exactly_once);
