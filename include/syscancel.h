@@ -177,11 +177,12 @@ sc_result sc_syscall(sc_token *tok, long nr, long a1, long a2, long a3,
  *                    broadcast, before the woken threads have returned.
  * sc_cond_wait       unlocks m, waits for a signal or broadcast, relocks m.
  *                    m is held on return, whatever the status (a cancel or a
- *                    deadline still waits to relock it), except for
- *                    EINVAL, EPERM (m not held: errorcheck and robust
- *                    mutexes) and ENOTRECOVERABLE.  SC_OK: woken, and a wake
- *                    is never reported as cancelled.  tok NULL: not
- *                    cancellable.  Wait in a loop on the predicate.
+ *                    deadline still waits to relock it), except after EPERM
+ *                    (m not held: errorcheck and robust mutexes) and
+ *                    ENOTRECOVERABLE; EINVAL for a bad c or m leaves m
+ *                    untouched.  SC_OK: woken, and a wake is never reported
+ *                    as cancelled.  tok NULL: not cancellable.  Wait in a
+ *                    loop on the predicate.
  * sc_cond_signal     wakes the thread that has waited longest, if any.
  * sc_cond_broadcast  wakes every thread waiting.
  */
