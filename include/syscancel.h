@@ -172,7 +172,7 @@ sc_result sc_syscall(sc_token *tok, long nr, long a1, long a2, long a3,
  * process-private (not for shared memory).  Functions returning int give
  * 0 or a positive errno value: EINVAL for NULL or a cond that is not live.
  *
- * sc_cond_init       EBUSY: a live cond that threads still wait on.
+ * sc_cond_init       makes *c a live cond that nobody waits on.
  * sc_cond_destroy    EBUSY: threads wait on it.  Safe right after a
  *                    broadcast, before the woken threads have returned.
  * sc_cond_wait       unlocks m, waits for a signal or broadcast, relocks m.

@@ -197,8 +197,6 @@ int sc_cond_init(sc_cond *c)
 {
 	if (!c)
 		return EINVAL;
-	if (is_live(c) && load_acquire(&c->priv_head))
-		return EBUSY;
 	*c = (sc_cond){ .priv_state = COND_LIVE };
 	return 0;
 }
