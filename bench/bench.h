@@ -125,5 +125,6 @@ int bench_shutdown(const int *sizes, int n_sizes, bool quick, FILE *csv); /* ben
 int bench_scopes(bool quick, FILE *csv);	/* bench/scope.c */
 int bench_lateness(int threads, int rounds, FILE *csv);	/* bench/lateness.c */
 int bench_destroy(const int *sizes, int n_sizes, bool quick, FILE *csv); /* bench/destroy.c */
+int bench_cond(bool quick, FILE *csv);		/* bench/cond.c */
 
 #endif

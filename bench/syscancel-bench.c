@@ -14,7 +14,9 @@
  * bench/lateness.c   N threads each in sc_read with its own deadline: how late
  *                    they return, next to clock_nanosleep to the same deadlines;
  * bench/destroy.c    destroying the child tokens of N threads cancelled and
- *                    joined, next to destroying N tokens no call used.
+ *                    joined, next to destroying N tokens no call used;
+ * bench/cond.c       a turn passed back and forth on sc_cond, next to
+ *                    pthread_cond.
  *
  * What they share: bench/common.c (bench.h).
  *
@@ -23,7 +25,8 @@
  * and the destroy with 10,000 threads under --quick too.
  * CSV: method,sample_ns with method as id@same-cpu, id@two-cpus, shutdown-N@id,
  * lateness-N@id (a sample per thread and round, negative if early) or
- * destroy-N@id (a sample per round: all N destroys, or the cancel and joins);
+ * destroy-N@id (a sample per round: all N destroys, or the cancel and joins),
+ * cond@id (ns per round trip, a sample per round);
  * the scope section's ids start with scope_.
  */
 #define _GNU_SOURCE
@@ -70,6 +73,7 @@ int main(int argc, char **argv)
 	bool small = quick && !large;
 	bad += bench_lateness(small ? 1000 : 10000, quick ? 1 : 3, csv);
 	bad += bench_destroy(destroy_sizes, small ? 1 : 2, quick, csv);
+	bad += bench_cond(quick, csv);
 	if (csv && fclose(csv))
 		die(csv_path, errno);
 	return bad ? 1 : 0;

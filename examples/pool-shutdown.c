@@ -1,10 +1,12 @@
 /*
- * pool-shutdown: one sc_cancel stops a whole pool of blocked workers.
+ * pool-shutdown: one sc_cancel stops a whole job-queue pool.
  *
- * Eight workers block in accept (a loopback listener), recv (socketpairs) and
- * a long sc_sleep, each under its own child of one root token.  Once every
- * worker sleeps in the kernel, main cancels the root, joins the pool and
- * prints how long the shutdown took and what each worker got back.
+ * Six workers take jobs from a queue, waiting for work on an sc_cond.  Some
+ * jobs are quick; others block in accept (a loopback listener nobody
+ * connects to), recv (a socketpair nobody writes to) or a 60 s sleep.  Once
+ * the queue is empty and every worker either waits for work or blocks in
+ * I/O, main cancels the root token: both kinds of worker return at once.
+ * It prints what each worker did and how long the shutdown took.
  */
 #define _GNU_SOURCE
 #include <netinet/in.h>
@@ -15,39 +17,74 @@
 #include <unistd.h>
 #include <syscancel.h>
 
-#define NWORKERS 8
+#define NWORKERS 6
 #define SEC_NS 1000000000LL
 
-enum job { JOB_ACCEPT, JOB_RECV, JOB_SLEEP };
-static const char *const job_name[] = { "accept", "recv", "sleep 60 s" };
+enum job { JOB_QUICK, JOB_ACCEPT, JOB_RECV, JOB_SLEEP };
+static const char *const job_name[] = { "a quick job", "accept", "recv", "sleep 60 s" };
+static const enum job jobs[] = { JOB_QUICK, JOB_ACCEPT, JOB_QUICK, JOB_RECV,
+				 JOB_QUICK, JOB_RECV, JOB_SLEEP, JOB_QUICK };
+#define NJOBS (sizeof(jobs) / sizeof(jobs[0]))
+
+static struct queue {
+	pthread_mutex_t lock;
+	sc_cond ready;		/* signalled for each job queued */
+	enum job job[NJOBS];
+	unsigned head, tail;
+} q = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int listener, silent[2];	/* what the blocking jobs wait on */
 
 struct worker {
 	pthread_t thread;
-	enum job job;
-	int fd, peer;		/* peer: the other end of a recv worker's socketpair */
 	sc_token tok;		/* a child of the pool's root */
-	pid_t tid;		/* published just before the blocking call */
-	sc_result res;
+	pid_t tid;
+	const char *doing;	/* NULL while running, else what it waits for */
+	int jobs_done;
+	sc_result res;		/* how its last wait ended */
 	int64_t returned_ns;
 };
+
+static sc_result take_job(struct worker *w, enum job *job)
+{
+	sc_result r = { SC_OK, 0, 0 };
+
+	pthread_mutex_lock(&q.lock);
+	__atomic_store_n(&w->doing, "waiting for work", __ATOMIC_RELEASE);
+	while (q.head == q.tail && r.status == SC_OK)
+		r = sc_cond_wait(&w->tok, &q.ready, &q.lock);
+	if (r.status == SC_OK)
+		*job = q.job[q.head++];
+	pthread_mutex_unlock(&q.lock);
+	return r;
+}
+
+static sc_result run_job(struct worker *w, enum job job)
+{
+	char buf[16];
+
+	__atomic_store_n(&w->doing, job == JOB_QUICK ? NULL : job_name[job], __ATOMIC_RELEASE);
+	switch (job) {
+	case JOB_ACCEPT:
+		return sc_accept(&w->tok, listener, NULL, NULL, SOCK_CLOEXEC);
+	case JOB_RECV:
+		return sc_recv(&w->tok, silent[0], buf, sizeof(buf), 0);
+	case JOB_SLEEP:
+		return sc_sleep(&w->tok, 60 * SEC_NS);
+	default:
+		return sc_sleep(&w->tok, 1000000);	/* 1 ms of "work" */
+	}
+}
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	char buf[16];
+	enum job job;
 
 	__atomic_store_n(&w->tid, gettid(), __ATOMIC_RELEASE);
-	switch (w->job) {
-	case JOB_ACCEPT:
-		w->res = sc_accept(&w->tok, w->fd, NULL, NULL, SOCK_CLOEXEC);
-		break;
-	case JOB_RECV:
-		w->res = sc_recv(&w->tok, w->fd, buf, sizeof(buf), 0);
-		break;
-	case JOB_SLEEP:
-		w->res = sc_sleep(&w->tok, 60 * SEC_NS);
-		break;
-	}
+	while ((w->res = take_job(w, &job)).status == SC_OK &&
+	       (w->res = run_job(w, job)).status == SC_OK)
+		w->jobs_done++;
 	w->returned_ns = sc_now_ns();
 	return NULL;
 }
@@ -64,6 +101,21 @@ static char thread_state(pid_t tid)
 	}
 	const char *p = strrchr(buf, ')');
 	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* Every job taken, and every worker asleep waiting for work or blocked in I/O. */
+static int pool_settled(struct worker *pool)
+{
+	pthread_mutex_lock(&q.lock);
+	int queued = q.head != q.tail;
+	pthread_mutex_unlock(&q.lock);
+	for (int i = 0; i < NWORKERS && !queued; i++) {
+		pid_t tid = __atomic_load_n(&pool[i].tid, __ATOMIC_ACQUIRE);
+		if (!tid || !__atomic_load_n(&pool[i].doing, __ATOMIC_ACQUIRE) ||
+		    thread_state(tid) != 'S')
+			return 0;
+	}
+	return !queued;
 }
 
 static int fail(const char *what)
@@ -86,38 +138,34 @@ static int make_listener(void)
 int main(void)
 {
 	static const char *const status_name[] = { "OK", "ERROR", "CANCELLED", "TIMEDOUT" };
-	struct worker pool[NWORKERS];
+	struct worker pool[NWORKERS] = { 0 };
 	sc_token root;
-	int listener = make_listener(), failures = 0;
+	int failures = 0, done = 0, quick = 0;
 
-	if (listener < 0 || sc_token_init(&root, NULL) != 0)
+	listener = make_listener();
+	if (listener < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, silent) < 0 ||
+	    sc_token_init(&root, NULL) != 0 || sc_cond_init(&q.ready) != 0)
 		return fail("setup");
-	for (int i = 0; i < NWORKERS; i++) {
-		struct worker *w = &pool[i];
-		*w = (struct worker){ .job = i % 3, .fd = listener, .peer = -1 };
-		if (w->job == JOB_RECV) {
-			int sv[2];
-			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-				return fail("socketpair");
-			w->fd = sv[0];
-			w->peer = sv[1];
-		}
-		if (sc_token_init(&w->tok, &root) != 0 ||
-		    pthread_create(&w->thread, NULL, worker_main, w) != 0)
+	for (int i = 0; i < NWORKERS; i++)
+		if (sc_token_init(&pool[i].tok, &root) != 0 ||
+		    pthread_create(&pool[i].thread, NULL, worker_main, &pool[i]) != 0)
 			return fail("start worker");
+	for (unsigned i = 0; i < NJOBS; i++) {
+		pthread_mutex_lock(&q.lock);
+		q.job[q.tail++] = jobs[i];
+		quick += jobs[i] == JOB_QUICK;
+		sc_cond_signal(&q.ready);
+		pthread_mutex_unlock(&q.lock);
 	}
 
 	int64_t give_up = sc_now_ns() + 5 * SEC_NS;
-	for (int i = 0; i < NWORKERS; i++) {
-		pid_t tid;
-		while (!(tid = __atomic_load_n(&pool[i].tid, __ATOMIC_ACQUIRE)) ||
-		       thread_state(tid) != 'S') {
-			if (sc_now_ns() > give_up)
-				return fail("waiting for the workers to block");
-			sched_yield();
-		}
+	while (!pool_settled(pool)) {
+		if (sc_now_ns() > give_up)
+			return fail("waiting for the pool to settle");
+		sched_yield();
 	}
-	printf("%d workers blocked; cancelling the root token\n", NWORKERS);
+	printf("%d workers, %zu jobs queued and taken; cancelling the root token\n", NWORKERS,
+	       NJOBS);
 
 	int64_t t0 = sc_now_ns();
 	sc_cancel(&root);
@@ -127,21 +175,20 @@ int main(void)
 
 	for (int i = 0; i < NWORKERS; i++) {
 		struct worker *w = &pool[i];
-		printf("  worker %d  %-10s  SC_%-9s  returned %7.1f us after cancel\n", i,
-		       job_name[w->job], status_name[w->res.status],
+		printf("  worker %d  %d quick jobs done, then %-16s  SC_%-9s  returned %7.1f us "
+		       "after cancel\n", i, w->jobs_done, w->doing, status_name[w->res.status],
 		       (w->returned_ns - t0) / 1e3);
-		if (w->res.status != SC_CANCELLED)
+		done += w->jobs_done;
+		if (w->res.status != SC_CANCELLED || sc_token_destroy(&w->tok) != 0)
 			failures++;
-		if (sc_token_destroy(&w->tok) != 0)
-			failures++;
-		if (w->peer >= 0) {
-			close(w->fd);
-			close(w->peer);
-		}
 	}
-	if (sc_token_destroy(&root) != 0)
+	if (done != quick || sc_token_destroy(&root) != 0 || sc_cond_destroy(&q.ready) != 0)
 		failures++;
 	close(listener);
-	printf("%s\n", failures ? "FAILED" : "ok: every worker cancelled, every token released");
+	close(silent[0]);
+	close(silent[1]);
+	printf("%s\n", failures ? "FAILED"
+				: "ok: waiting for work or blocked in I/O, every worker cancelled, "
+				  "every token released");
 	return failures ? 1 : 0;
 }

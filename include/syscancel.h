@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <mqueue.h>
+#include <pthread.h>
 #include <signal.h>
 #include <time.h>
 #include <sys/epoll.h>
@@ -226,6 +227,39 @@ sc_result sc_tee(sc_token *tok, int fd_in, int fd_out, size_t len, unsigned int 
  */
 sc_result sc_syscall(sc_token *tok, long nr, long a1, long a2, long a3,
 		     long a4, long a5, long a6);
+
+/*
+ * A condition variable whose waits a token ends, used with an ordinary
+ * pthread_mutex_t.  Complete type, private fields, no allocation;
+ * process-private (not for shared memory).  Functions returning int give
+ * 0 or a positive errno value: EINVAL for NULL or a cond that is not live.
+ *
+ * sc_cond_init       makes *c a live cond that nobody waits on.
+ * sc_cond_destroy    EBUSY: threads wait on it.  Safe right after a
+ *                    broadcast, before the woken threads have returned.
+ * sc_cond_wait       unlocks m, waits for a signal or broadcast, relocks m.
+ *                    m is held on return, whatever the status (a cancel or a
+ *                    deadline still waits to relock it), except after EPERM
+ *                    (m not held: errorcheck and robust mutexes) and
+ *                    ENOTRECOVERABLE; EINVAL for a bad c or m leaves m
+ *                    untouched.  SC_OK: woken, and a wake is never reported
+ *                    as cancelled.  tok NULL: not cancellable.  Wait in a
+ *                    loop on the predicate.
+ * sc_cond_signal     wakes the thread that has waited longest, if any.
+ * sc_cond_broadcast  wakes every thread waiting.
+ */
+typedef struct sc_cond sc_cond;
+struct sc_cond {
+	void *priv_head;
+	void *priv_tail;
+	uint32_t priv_lock;
+	uint32_t priv_state;
+};
+int sc_cond_init(sc_cond *c);
+int sc_cond_destroy(sc_cond *c);
+sc_result sc_cond_wait(sc_token *tok, sc_cond *c, pthread_mutex_t *m);
+int sc_cond_signal(sc_cond *c);
+int sc_cond_broadcast(sc_cond *c);
 
 #ifdef __cplusplus
 }

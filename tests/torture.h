@@ -123,5 +123,8 @@ void torture_queue(void);
 /* torture-scope.c: plain libc calls in scopes, the kinds first with cancels, then deadlines. */
 void torture_scope(int index);
 extern const int torture_scope_count;
+/* torture-cond.c: a wake and a cancel or a deadline aimed at one sc_cond waiter at once. */
+void torture_cond(int index);
+extern const int torture_cond_count;
 
 #endif
