@@ -313,7 +313,8 @@ static Suite *torture_suite(void)
 	tcase_add_test(add_tcase(s, "churn", bound, init_library), churn);
 	if (!skipped_under_emulator("the torture's fork case", QEMU_FORK))
 		tcase_add_test(add_tcase(s, "fork", bound, init_library), fork_during_calls);
-	tcase_add_test(add_tcase(s, "queue", bound, init_library), queue);
+	if (!skipped_under_emulator("the torture's queue case", QEMU_TIMERS))
+		tcase_add_test(add_tcase(s, "queue", bound, init_library), queue);
 	if (scopes_end_plain_calls())
 		tcase_add_loop_test(add_tcase(s, "scope", bound, init_library), scope, 0,
 				    torture_scope_count);
