@@ -17,6 +17,8 @@ static void count(uint64_t *n)
 }
 
 #ifdef SC_HAVE_STUB
+#include "arch/ucontext.h"
+
 extern const char sc_stub_enter_label[] __asm__("sc_stub_enter") SC_HIDDEN;
 extern const char sc_stub_begin[] SC_HIDDEN;
 extern const char sc_stub_syscall[] SC_HIDDEN;
@@ -50,12 +52,12 @@ int sc_pc_check = 1;
 /* Where in its call a cancel landed, for the torture's counts. */
 static void count_landing(const ucontext_t *uc)
 {
-	uintptr_t pc = uc->uc_mcontext.gregs[REG_RIP];
+	uintptr_t pc = uc_pc(uc);
 
 	if (in_range(pc, sc_stub_begin, sc_stub_syscall))
 		count(&sc_signal_counts.window);
 	else if (pc == (uintptr_t)sc_stub_syscall ||
-		 (pc == (uintptr_t)sc_stub_end && uc->uc_mcontext.gregs[REG_RAX] == -EINTR))
+		 (pc == (uintptr_t)sc_stub_end && uc_result(uc) == -EINTR))
 		count(&sc_signal_counts.in_kernel);
 	else
 		count(&sc_signal_counts.elsewhere);
@@ -63,12 +65,12 @@ static void count_landing(const ucontext_t *uc)
 
 static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
 {
-	uintptr_t pc = uc->uc_mcontext.gregs[REG_RIP];
+	uintptr_t pc = uc_pc(uc);
 
 	count_landing(uc);
 	if (in_range(pc, sc_stub_begin, sc_stub_end)) {
 		if (sc_pc_check)
-			uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)sc_stub_cancel;
+			uc_set_pc(uc, sc_stub_cancel);
 	} else if (load_relaxed(&s->inside) &&
 		 !in_range(pc, sc_stub_enter_label, sc_stub_leave))
 		redeliver_after_nested_handler(uc, sig);
@@ -88,20 +90,27 @@ static void divert(struct sc_slot *s, ucontext_t *uc, int sig)
 /*
  * Tells the signals cancellers send, which carry a pin, from any other: a
  * call's cancel, or a scope's naming the syscall it was sent for (its
- * number in si_pid, its signature in the value).
+ * number in si_pid, its signature in the value).  The cookie is in si_errno,
+ * and again in si_uid for qemu-user, which passes si_errno on as 0.
  */
 #define PIN_COOKIE 0x5c51
 #define SCOPE_COOKIE 0x5c52
 
+static int cookie(const siginfo_t *si)
+{
+	if (si->si_code != SI_QUEUE)
+		return 0;
+	return si->si_errno ? si->si_errno : (int)si->si_uid;
+}
+
 static int carries_pin(const siginfo_t *si)
 {
-	return si->si_code == SI_QUEUE &&
-	       (si->si_errno == PIN_COOKIE || si->si_errno == SCOPE_COOKIE);
+	return cookie(si) == PIN_COOKIE || cookie(si) == SCOPE_COOKIE;
 }
 
 int sc_scope_signal_names(const siginfo_t *si, long *nr, uint64_t *sig)
 {
-	if (si->si_code != SI_QUEUE || si->si_errno != SCOPE_COOKIE)
+	if (cookie(si) != SCOPE_COOKIE)
 		return 0;
 	*nr = si->si_pid;
 	*sig = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
@@ -184,7 +193,7 @@ static int send_signal(int tid, int cookie, int pid, uint64_t value)
 
 	/* Assigned, not designated: the three share a union in glibc's siginfo_t. */
 	si.si_pid = pid;
-	si.si_uid = sc_g.uid;
+	si.si_uid = cookie;
 	si.si_value.sival_ptr = (void *)(uintptr_t)value;
 	return syscall(SYS_rt_tgsigqueueinfo, sc_g.pid, tid, sc_g.signo, &si) ? errno : 0;
 }

@@ -32,7 +32,7 @@
  * thread's exit returns its slot for reuse, so the registry can be walked
  * without locks, from a signal handler too.
  *
- * The x86_64 stub reads the first three fields at fixed offsets: call 0,
+ * The assembly stubs read the first three fields at fixed offsets: call 0,
  * abort 8, inside 16.  A call is aborted when abort equals its call word,
  * so a value left from an earlier call never matches a later one.
  */

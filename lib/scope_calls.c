@@ -56,12 +56,14 @@ static int timespec_can_wait(long addr)
 	return !addr || (peek(addr, &ts, sizeof(ts)) && (ts.tv_sec || ts.tv_nsec));
 }
 
+#ifdef SYS_select
 static int timeval_can_wait(long addr)
 {
 	struct timeval tv;
 
 	return !addr || (peek(addr, &tv, sizeof(tv)) && (tv.tv_sec || tv.tv_usec));
 }
+#endif
 
 static int fifo_open_can_wait(long dirfd, long path, long flags)
 {
@@ -80,16 +82,23 @@ static int wait_call_can_wait(const struct sc_syscall *c)
 {
 	const long *a = c->args;
 
+	/* poll, select, epoll_wait and pause are x86_64's alone: aarch64 has only the newer calls. */
 	switch (c->nr) {
+#ifdef SYS_poll
 	case SYS_poll:
 		return (int)a[2] != 0;
+#endif
 	case SYS_ppoll:
 		return timespec_can_wait(a[2]);
+#ifdef SYS_select
 	case SYS_select:
 		return timeval_can_wait(a[4]);
+#endif
 	case SYS_pselect6:
 		return timespec_can_wait(a[4]);
+#ifdef SYS_epoll_wait
 	case SYS_epoll_wait:
+#endif
 	case SYS_epoll_pwait:
 		return (int)a[3] != 0;
 #ifdef SYS_epoll_pwait2
@@ -102,7 +111,9 @@ static int wait_call_can_wait(const struct sc_syscall *c)
 		return (a[1] & TIMER_ABSTIME) || timespec_can_wait(a[2]);
 	case SYS_rt_sigtimedwait:
 		return timespec_can_wait(a[2]);
+#ifdef SYS_pause
 	case SYS_pause:
+#endif
 	case SYS_rt_sigsuspend:
 		return 1;
 	case SYS_io_getevents:
@@ -182,13 +193,15 @@ int sc_syscall_may_wait(long nr)
 #ifdef SYS_open
 	case SYS_open:
 #endif
-	case SYS_poll: case SYS_ppoll: case SYS_select: case SYS_pselect6:
-	case SYS_epoll_wait: case SYS_epoll_pwait:
+#ifdef SYS_poll
+	case SYS_poll: case SYS_select: case SYS_epoll_wait: case SYS_pause:
+#endif
+	case SYS_ppoll: case SYS_pselect6: case SYS_epoll_pwait:
 #ifdef SYS_epoll_pwait2
 	case SYS_epoll_pwait2:
 #endif
 	case SYS_nanosleep: case SYS_clock_nanosleep: case SYS_rt_sigtimedwait:
-	case SYS_pause: case SYS_rt_sigsuspend: case SYS_io_getevents: case SYS_io_uring_enter:
+	case SYS_rt_sigsuspend: case SYS_io_getevents: case SYS_io_uring_enter:
 	case SYS_wait4: case SYS_waitid: case SYS_flock: case SYS_fcntl:
 	case SYS_msgrcv: case SYS_msgsnd: case SYS_semop: case SYS_semtimedop:
 	case SYS_mq_timedreceive: case SYS_mq_timedsend:

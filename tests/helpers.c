@@ -412,6 +412,16 @@ bool under_valgrind(void)
 #endif
 }
 
+bool skipped_under_emulator(const char *test, const char *why)
+{
+	const char *e = getenv("SC_EMULATOR");
+
+	if (!e || !*e)
+		return false;
+	printf("%s: SKIP under %s: %s\n", test, e, why);
+	return true;
+}
+
 bool backend_is_uring(void)
 {
 	const char *b = getenv("SYSCANCEL_BACKEND");

@@ -45,6 +45,14 @@ TCase *add_tcase(Suite *s, const char *name, double timeout_s, void (*setup)(voi
 bool backend_is_uring(void);
 /* Running under valgrind (make check-valgrind). */
 bool under_valgrind(void);
+/*
+ * Running under a user-mode emulator (qemu-user runs a cross build's suites;
+ * $SC_EMULATOR names it).  If so, prints that test is skipped and why.
+ */
+bool skipped_under_emulator(const char *test, const char *why);
+#define QEMU_TIMERS "qemu-user gives a process 32 POSIX timers, fewer than one per thread here"
+#define QEMU_FORK "qemu-user fails an assertion when a fork child of a multithreaded process " \
+	"makes threads"
 
 /* Run s; mode CK_FORK_GETENV follows $CK_FORK.  Returns main's exit status. */
 int run_suite(Suite *s, enum fork_status mode);

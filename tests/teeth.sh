@@ -6,6 +6,7 @@
 # cancel.  Likewise the scope torture when the handler of an ended scope
 # ends no syscall: its plain calls must then hang.  The race teeth need the
 # stub entry; the scope teeth need scopes that end plain syscalls (x86_64).
+# A cross build runs the torture under the emulator $SC_EMULATOR names.
 if [ "$SC_WIDE_WINDOW" != yes ]; then
 	echo "needs a build configured with --enable-wide-window: skipped"
 	exit 77
@@ -17,7 +18,7 @@ failed=0
 # bite CASE FLAG WHAT: the torture's CASE, run with FLAG (which turns WHAT
 # off), must fail with a hang.
 bite() {
-	out=$(CK_RUN_CASE=$1 ./tests/torture "$2" 2>&1)
+	out=$(CK_RUN_CASE=$1 $SC_EMULATOR ./tests/torture "$2" 2>&1)
 	status=$?
 	if [ "$status" -eq 77 ]; then
 		printf '%s\n' "$out" | tail -n 1

@@ -389,6 +389,10 @@ static const struct range_call range_calls[] = {
 START_TEST(every_call_given_a_count_flag_or_number_out_of_range_gets_the_kernels_error)
 {
 	const struct range_call *c = &range_calls[_i];
+
+	if (c->run == accept_unknown_flag &&
+	    skipped_under_emulator(c->name, "qemu-user drops accept4 flags it does not know"))
+		return;
 	sc_token t;
 
 	fx_open();

@@ -909,6 +909,8 @@ int main(void)
 				    each_call_kind_blocked_in_kernel_times_out_at_a_deadline_set_meanwhile,
 				    0, K_COUNT);
 	}
-	tcase_add_test(many, one_cancel_of_root_releases_64_threads_in_mixed_calls);
+	if (!skipped_under_emulator("one_cancel_of_root_releases_64_threads_in_mixed_calls",
+				    QEMU_TIMERS))
+		tcase_add_test(many, one_cancel_of_root_releases_64_threads_in_mixed_calls);
 	return run_suite(s, CK_FORK_GETENV);
 }

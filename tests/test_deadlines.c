@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,6 +384,9 @@ static struct fleet_outcome run_fleet(int n, int64_t lead_ns, int64_t step_ns, s
 	make_pipe(f.gate);
 	make_pipe(f.empty);
 	ck_assert_int_eq(pthread_attr_init(&attr), 0);
+	/* aarch64's least stack is 128 KiB. */
+	if (stack < (size_t)PTHREAD_STACK_MIN)
+		stack = PTHREAD_STACK_MIN;
 	ck_assert_int_eq(pthread_attr_setstacksize(&attr, stack), 0);
 	for (int i = 0; i < n; i++) {
 		f.readers[i] = (struct fleet_reader){ .fleet = &f, .index = i };
@@ -1049,8 +1053,11 @@ int main(void)
 	TCase *many = add_tcase(s, "many threads", 120, init_library);
 
 	tcase_add_test(tc, thousands_of_deadlines_that_never_fire_leave_the_service_working);
-	tcase_add_loop_test(tc,
-		a_deadline_in_flight_at_fork_fires_and_the_child_has_deadlines_of_its_own, 0, 2);
+	if (!skipped_under_emulator("a_deadline_in_flight_at_fork_fires_and_the_child_has_"
+				    "deadlines_of_its_own", QEMU_FORK))
+		tcase_add_loop_test(tc,
+			a_deadline_in_flight_at_fork_fires_and_the_child_has_deadlines_of_its_own,
+			0, 2);
 	tcase_add_loop_test(tc,
 		a_deadline_firing_as_its_call_returns_never_signals_outside_the_call, 0, 2);
 	tcase_add_test(tc, a_deadline_fires_when_the_signal_queue_is_full);
@@ -1058,10 +1065,12 @@ int main(void)
 		a_token_whose_one_user_blocks_under_it_is_busy_and_free_once_that_call_ends);
 	tcase_add_test(tc,
 		a_deadline_moved_onto_a_call_that_then_completes_leaves_the_next_call_alone);
-	tcase_add_test(many,
-		staggered_deadlines_of_200_blocked_threads_each_fire_at_their_own_time);
-	tcase_add_test(many,
-		ten_thousand_threads_with_deadlines_all_time_out_and_leave_nothing_behind);
+	if (!skipped_under_emulator("the many-threads deadline fleets", QEMU_TIMERS)) {
+		tcase_add_test(many,
+			staggered_deadlines_of_200_blocked_threads_each_fire_at_their_own_time);
+		tcase_add_test(many,
+			ten_thousand_threads_with_deadlines_all_time_out_and_leave_nothing_behind);
+	}
 	tcase_add_test(many,
 		ten_thousand_tokens_each_used_by_an_exited_thread_all_destroy_from_one_thread);
 	tcase_add_test(many,

@@ -280,6 +280,9 @@ END_TEST
 
 int main(void)
 {
+	if (skipped_under_emulator("test_fork", QEMU_FORK))
+		return 77;
+
 	Suite *s = suite_create("fork");
 	TCase *tc = add_tcase(s, "fork", 60, init_library);
 

@@ -245,7 +245,9 @@ int main(void)
 	TCase *tc = add_tcase(s, "threads", 60, init_library);
 
 	tcase_add_test(tc, threads_coming_and_going_under_cancels_never_see_a_stray_signal);
-	tcase_add_test(tc,
-		       cancelling_a_root_releases_every_thread_blocked_under_it_round_after_round);
+	if (!skipped_under_emulator("cancelling_a_root_releases_every_thread_blocked_under_it_"
+				    "round_after_round", QEMU_TIMERS))
+		tcase_add_test(tc,
+			cancelling_a_root_releases_every_thread_blocked_under_it_round_after_round);
 	return run_suite(s, CK_FORK_GETENV);
 }
