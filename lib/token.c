@@ -277,7 +277,7 @@ static int cancel_call(struct sc_slot *s, void *arg)
 {
 	uint64_t call = load_relaxed(&s->call);
 
-	(void)arg;
+	sc_introspect_cause(s, *(const int *)arg);
 	if (!call_active(s)) {
 		int handed = sc_scope_poke(s);
 		sc_scope_watch(s);
@@ -301,7 +301,7 @@ int sc_cancel_cause(sc_token *tok, int cause)
 				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 	__atomic_fetch_or(&tok->priv_state, SC_TOK_CANCELLED, __ATOMIC_SEQ_CST);
 	if (load_acquire(&sc_g.signo))
-		sc_registry_visit(tok, cancel_call, NULL);
+		sc_registry_visit(tok, cancel_call, &cause);
 	return 0;
 }
 
