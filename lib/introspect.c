@@ -175,19 +175,20 @@ static int read_entry(struct sc_slot *s, sc_call_info *ci, int *proc_left)
 
 int sc_snapshot(sc_call_info *out, int max)
 {
-	int n = 0, proc_left = PROC_READS_MAX;
+	int n = 0, proc_left = PROC_READS_MAX, no_proc = 0;
 
 	if (max < 0 || (!out && max > 0)) {
 		errno = EINVAL;
 		return -1;
 	}
+	/* Past max, calls are only counted (and stamped, for a later snapshot's ages). */
 	for (struct sc_slot *s = sc_registry_first(); s; s = s->next) {
 		sc_call_info ci;
 
 		if (n < max)
 			n += read_entry(s, &out[n], &proc_left);
 		else
-			n += read_slot(s, &ci) != 0;
+			n += read_entry(s, &ci, &no_proc);
 	}
 	return n;
 }
