@@ -51,12 +51,27 @@ struct sc_slot {
 	int timer;		/* kernel id of the owner's deadline timer, -1 if none */
 	int timer_armed;
 	int via_ring;		/* the call in flight goes through the thread's io_uring */
+	/*
+	 * The second cache line (on 64-bit): what a snapshot reads besides the first, as
+	 * it walks the list.  The call's syscall and first argument; when a
+	 * snapshot first saw the call or scope keyed seen_key (introspect.c);
+	 * a canceller's cause for the one keyed cause_key.
+	 */
+	struct sc_slot *next;
+	int scope_depth;	/* open scopes; scopes[0] is the outermost */
+	int seen_lock;
+	long nr;
+	long arg;
+	uint64_t seen_key;
+	int64_t seen_ns;
+	uint64_t cause_key;
+	int cause;
 	int ring_fd;		/* for cancellers; -1 until the ring exists */
 	struct io_uring *ring;
-	struct sc_slot *next;
 	struct sc_slot *free_next;	/* in the free list, while no thread owns it */
 	struct sc_slot *tid_next;	/* in its tid's bucket, while a thread owns it */
-	int scope_depth;	/* open scopes; scopes[0] is the outermost */
+	uint64_t scope_seq;		/* scopes entered so far */
+	uint64_t scope_ids[SC_SCOPE_MAX];	/* scope_seq when each open scope was entered */
 	sc_token *scopes[SC_SCOPE_MAX];
 	int64_t scope_poked;	/* when a scope's thread was last looked at in /proc */
 	/* the deadline service's: when it looks at the slot next, and its lists */
@@ -66,17 +81,6 @@ struct sc_slot {
 	int svc_batched;
 	struct sc_slot *svc_inbox_next;
 	struct sc_slot *svc_batch_next;
-	/* what a snapshot lists: the call's syscall and first argument */
-	long nr;
-	long arg;
-	uint64_t scope_seq;		/* scopes entered so far */
-	uint64_t scope_ids[SC_SCOPE_MAX];	/* scope_seq when each open scope was entered */
-	/* introspect.c's: when a snapshot first saw the call or scope keyed seen_key */
-	uint64_t seen_key;
-	int64_t seen_ns;
-	int seen_lock;
-	int cause;		/* a canceller's cause for the call or scope keyed cause_key */
-	uint64_t cause_key;
 };
 
 /* The call word's low bits: the fast path tests both with one load. */
@@ -293,13 +297,19 @@ static inline sc_result sc_completed(long v)
  * The call word moves last, and the fence orders the end of the previous
  * call before the new fields: a snapshot that reads the same word before
  * and after the fields has read one call's (a no-op on x86).
+ * SC_NO_CALL_INFO: the benchmark's build of the path without what only
+ * snapshots read, to show what it costs.
  */
 static inline void sc_call_enter(struct sc_slot *s, sc_token *tok, long nr, long arg)
 {
+#ifndef SC_NO_CALL_INFO
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	store_relaxed(&s->tok, tok);
 	store_relaxed(&s->nr, nr);
 	store_relaxed(&s->arg, arg);
+#else
+	(void)nr, (void)arg;
+#endif
+	store_relaxed(&s->tok, tok);
 	store_release(&s->call, s->call + SC_CALL_NEXT + SC_CALL_ACTIVE);
 	/* Pairs with the canceller's membarrier: see sc_registry_visit(). */
 	if (sc_g.use_membarrier)
