@@ -310,3 +310,57 @@ class scope:
 
     def __exit__(self, *exc):
         scope_exit()
+
+
+# Introspection (sc_snapshot): what every thread is blocked in.
+
+class _CallInfo(ctypes.Structure):
+    _fields_ = [("tid", ctypes.c_int), ("syscall", ctypes.c_long),
+                ("token", ctypes.c_void_p), ("started_ns", ctypes.c_int64),
+                ("deadline_ns", ctypes.c_int64), ("cancelled", ctypes.c_int),
+                ("in_scope", ctypes.c_int), ("arg", ctypes.c_long),
+                ("cause", ctypes.c_int)]
+
+
+_lib.sc_snapshot.restype = ctypes.c_int
+_lib.sc_snapshot.argtypes = [ctypes.POINTER(_CallInfo), ctypes.c_int]
+_lib.sc_syscall_name.restype = ctypes.c_char_p
+_lib.sc_syscall_name.argtypes = [ctypes.c_long]
+
+
+def snapshot():
+    """Every syscancel call in flight, and every thread inside a scope.
+
+    A list of dicts: tid, syscall (its name, or its number if unknown; None
+    for a scope with no syscall seen), arg (the first argument: the fd for
+    most), token (its address, an int), age_s (seconds: at least since the
+    first snapshot that saw the call), deadline_ns (None if none),
+    cancelled, cause and in_scope.  See sc_snapshot(3).
+    """
+    n = 64
+    while True:
+        buf = (_CallInfo * n)()
+        got = _lib.sc_snapshot(buf, n)
+        if got <= n:
+            break
+        n = got + 16
+    now = _lib.sc_now_ns()
+    out = []
+    for c in buf[:max(got, 0)]:
+        name = _lib.sc_syscall_name(c.syscall) if c.syscall >= 0 else None
+        out.append({
+            "tid": c.tid,
+            "syscall": name.decode() if name else
+                       (c.syscall if c.syscall >= 0 else None),
+            "arg": c.arg,
+            "token": c.token or 0,
+            "age_s": max(now - c.started_ns, 0) / 1e9,
+            "deadline_ns": None if c.deadline_ns == NO_DEADLINE
+                           else c.deadline_ns,
+            "cancelled": bool(c.cancelled),
+            "cause": c.cause,
+            "in_scope": bool(c.in_scope)})
+    return out
+
+
+__all__.append("snapshot")

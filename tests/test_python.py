@@ -5,6 +5,7 @@ held, the main thread could not run while the reader blocks, and the
 watchdog below would end the run with a traceback.
 """
 
+import ctypes
 import errno
 import faulthandler
 import http.server
@@ -123,6 +124,22 @@ class TestPython(unittest.TestCase):
             with self.assertRaises(syscancel.Cancelled):
                 syscancel.read(self.r, 16, tok)
         self.assertEqual(syscancel.read(self.r, 16), b"x")
+
+    def test_snapshot_lists_a_blocked_read_with_its_fd_and_token(self):
+        with syscancel.Token(timeout=3600) as tok:
+            call = self.start_blocked(syscancel.read, self.r, 16, tok,
+                                      fd=self.r)
+            mine = [c for c in syscancel.snapshot()
+                    if c["syscall"] == "read" and c["arg"] == self.r]
+            self.assertEqual(len(mine), 1)
+            self.assertEqual(mine[0]["token"],
+                             ctypes.addressof(tok._tok))
+            self.assertIsNotNone(mine[0]["deadline_ns"])
+            self.assertFalse(mine[0]["in_scope"])
+            tok.cancel()
+            self.assertIsInstance(self.finish(call), syscancel.Cancelled)
+        self.assertEqual([c for c in syscancel.snapshot()
+                          if c["arg"] == self.r], [])
 
     def test_cancel_blocked_recv(self):
         a, b = socket.socketpair()
