@@ -361,7 +361,9 @@ START_TEST(a_dump_has_a_line_per_call_with_its_thread_call_token_age_and_deadlin
 	assert_line_has(l1, "no deadline");
 	snprintf(want, sizeof(want), "read(fd %d)", r2.fd);
 	assert_line_has(l2, want);
-	assert_line_has(l2, "deadline in 3599.");
+	assert_line_has(l2, "deadline in ");
+	double left = strtod(strstr(l2, "deadline in ") + strlen("deadline in "), NULL);
+	ck_assert_msg(left > 3000 && left <= 3600, "deadline in %.3f s, expected about 3600", left);
 	ck_assert_msg(strstr(text, " entries\n"), "no closing line in:\n%s", text);
 
 	ck_assert_int_eq(sc_cancel(&plain), 0);
@@ -441,7 +443,8 @@ START_TEST(sc_dump_from_a_signal_handler_while_calls_start_and_end_completes_eve
 		struct churner *t = &c[i % CHURNERS];
 		/* A byte for one reader each round: its read ends and the next starts. */
 		ck_assert_int_eq(write(t->pipe[1], "x", 1), 1);
-		if (i % 3 == 0)
+		/* ThreadSanitizer runs a handler only once its thread calls into libc. */
+		if (i % 3 == 0 || SC_TSAN)
 			raise(SIGUSR2);
 		else
 			ck_assert_int_eq(pthread_kill(t->thread, SIGUSR2), 0);
