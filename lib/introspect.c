@@ -207,14 +207,25 @@ int sc_snapshot(sc_call_info *out, int max)
 
 /* ---- sc_dump: formatted by hand, written with write(2), for signal handlers ---- */
 
+/* Lines gathered in a buffer on the stack, written a few kilobytes at a time. */
+#define LINE_MAX_LEN 255
+
 struct line {
-	char buf[256];
+	char buf[4096];
 	size_t len;
+	size_t start;		/* of the line being formatted */
+	int fd;
+	int err;		/* of the first write that failed */
 };
+
+static int room(const struct line *l)
+{
+	return l->len < sizeof(l->buf) - 1 && l->len - l->start < LINE_MAX_LEN;
+}
 
 static void put(struct line *l, const char *str)
 {
-	while (*str && l->len < sizeof(l->buf) - 1)
+	while (*str && room(l))
 		l->buf[l->len++] = *str++;
 }
 
@@ -227,7 +238,7 @@ static void put_unsigned(struct line *l, uint64_t v, unsigned base, int min_digi
 		d[n++] = "0123456789abcdef"[v % base];
 		v /= base;
 	} while (v || n < min_digits);
-	while (n && l->len < sizeof(l->buf) - 1)
+	while (n && room(l))
 		l->buf[l->len++] = d[--n];
 }
 
@@ -253,12 +264,12 @@ static void put_secs(struct line *l, int64_t ns)
 	put(l, "s");
 }
 
-/* Pads to column col with spaces, keeping one at least. */
+/* Pads the line to column col with spaces, keeping one at least. */
 static void pad(struct line *l, size_t col)
 {
 	do
 		put(l, " ");
-	while (l->len < col && l->len < sizeof(l->buf) - 1);
+	while (l->len - l->start < col && room(l));
 }
 
 /* What the first argument of nr is, for the ones worth naming. */
@@ -348,7 +359,6 @@ static void put_deadline(struct line *l, int64_t deadline, int64_t now)
 /* tid  call(arg)  token  [cancelled: cause]  age  deadline */
 static void format_entry(struct line *l, const sc_call_info *ci, int64_t now)
 {
-	l->len = 0;
 	put(l, "tid ");
 	put_dec(l, ci->tid);
 	pad(l, 12);
@@ -386,37 +396,50 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-static int write_line(int fd, struct line *l)
+static void flush(struct line *l)
 {
-	return write_all(fd, l->buf, l->len);
+	if (!l->err && l->len)
+		l->err = write_all(l->fd, l->buf, l->len);
+	l->len = l->start = 0;
+}
+
+/* A new line, with room for a whole one after it. */
+static void begin_line(struct line *l)
+{
+	if (sizeof(l->buf) - l->len < LINE_MAX_LEN + 2)
+		flush(l);
+	l->start = l->len;
 }
 
 int sc_dump(int fd)
 {
-	int saved_errno = errno, err, n = 0, proc_left = PROC_READS_MAX;
-	struct line l = { .len = 0 };
+	int saved_errno = errno, n = 0, proc_left = PROC_READS_MAX;
+	struct line l = { .fd = fd };
+	int64_t now = 0;
 
+	begin_line(&l);
 	put(&l, "syscancel: calls in flight in process ");
 	put_dec(&l, getpid());
 	put(&l, "\n");
-	err = write_line(fd, &l);
-	for (struct sc_slot *s = sc_registry_first(); s && !err; s = s->next) {
+	flush(&l);	/* a bad fd shows before the walk */
+	for (struct sc_slot *s = sc_registry_first(); s && !l.err; s = s->next) {
 		sc_call_info ci;
 
 		prefetch_next(s);
 		if (!read_entry(s, &ci, &proc_left))
 			continue;
 		n++;
-		format_entry(&l, &ci, sc_now_ns());
-		err = write_line(fd, &l);
+		/* One clock read serves until a call stamped after it. */
+		if (ci.started_ns > now || !now)
+			now = sc_now_ns();
+		begin_line(&l);
+		format_entry(&l, &ci, now);
 	}
-	if (!err) {
-		l.len = 0;
-		put(&l, "syscancel: ");
-		put_dec(&l, n);
-		put(&l, n == 1 ? " entry\n" : " entries\n");
-		err = write_line(fd, &l);
-	}
+	begin_line(&l);
+	put(&l, "syscancel: ");
+	put_dec(&l, n);
+	put(&l, n == 1 ? " entry\n" : " entries\n");
+	flush(&l);
 	errno = saved_errno;
-	return err;
+	return l.err;
 }
