@@ -174,14 +174,6 @@ static sc_result live(struct sc_slot *s, sc_token *tok, const struct sc_backend 
 	}
 }
 
-/* Withdraws the call; a canceller that lowered the deadline has let go of the slot. */
-static void withdraw(struct sc_slot *s)
-{
-	sc_call_exit(s);
-	if (load_relaxed(&s->deadline) != SC_NO_DEADLINE)
-		store_relaxed(&s->deadline, SC_NO_DEADLINE);
-}
-
 /* Takes over a call in flight from the inline fast path, and ends it. */
 sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *req, long v)
 {
@@ -189,7 +181,7 @@ sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *r
 	int handover;
 	sc_result r = live(s, tok, &signal_backend, &c, v, &handover);
 
-	withdraw(s);
+	sc_call_exit(s);
 	return r;
 }
 
@@ -209,7 +201,7 @@ static int run_on_ring(struct sc_slot *s, sc_token *tok, const struct sc_req *re
 	}
 	sc_call_enter(s, tok, req->nr, req->args[0]);
 	*r = live(s, tok, be, &c, SC_NOT_ENTERED, &handover);
-	withdraw(s);
+	sc_call_exit(s);
 	be->end(s);
 	return handover;
 }

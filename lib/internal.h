@@ -248,6 +248,7 @@ struct sc_req {
 sc_result sc_run_req(sc_token *tok, const struct sc_req *req) SC_HIDDEN;
 sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *req,
 			long v) SC_HIDDEN;
+void sc_slot_settle(struct sc_slot *s) SC_HIDDEN;
 void sc_call_exit_slow(struct sc_slot *s) SC_HIDDEN;
 sc_result sc_error(int err) SC_HIDDEN;
 int sc_check_chain(struct sc_slot *s, sc_token *tok, sc_result *r, int64_t *deadline) SC_HIDDEN;
@@ -318,7 +319,10 @@ static inline void sc_call_enter(struct sc_slot *s, sc_token *tok, long nr, long
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
-/* The end of every call: after it, no signal of the library reaches this thread. */
+/*
+ * The end of every call: after it, no signal of the library reaches this
+ * thread, and no deadline of the call is left in its slot.
+ */
 static inline void sc_call_exit(struct sc_slot *s)
 {
 	store_release(&s->call, s->call & ~(uint64_t)SC_CALL_ACTIVE);
@@ -326,7 +330,8 @@ static inline void sc_call_exit(struct sc_slot *s)
 		compiler_barrier();
 	else
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (unlikely(load_acquire(&s->pins) | load_relaxed(&s->timer_armed)))
+	if (unlikely(load_acquire(&s->pins) | load_relaxed(&s->timer_armed) |
+		     (load_relaxed(&s->deadline) != SC_NO_DEADLINE)))
 		sc_call_exit_slow(s);
 }
 

@@ -291,7 +291,7 @@ static void wait_unpinned(struct sc_slot *s)
  * armed.  Until exiting drops, a signal of the library that lands is still
  * in the call or scope.
  */
-void sc_call_exit_slow(struct sc_slot *s)
+void sc_slot_settle(struct sc_slot *s)
 {
 	store_relaxed(&s->exiting, 1);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -300,6 +300,16 @@ void sc_call_exit_slow(struct sc_slot *s)
 	if (load_relaxed(&s->timer_armed))
 		sc_timer_disarm(s);
 	store_release(&s->exiting, 0);
+}
+
+/*
+ * Also a call whose slot holds a deadline: its own, or one a canceller
+ * moved onto a plain call, which must not outlive it.
+ */
+void sc_call_exit_slow(struct sc_slot *s)
+{
+	sc_slot_settle(s);
+	store_relaxed(&s->deadline, SC_NO_DEADLINE);
 }
 
 /* The newest slot; next leads through all of them, and never changes. */

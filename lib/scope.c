@@ -30,7 +30,7 @@ static void scope_pop(struct sc_slot *s)
 	store_release(&s->scope_depth, s->scope_depth - 1);
 	publish_barrier();
 	if (unlikely(load_acquire(&s->pins)))
-		sc_call_exit_slow(s);
+		sc_slot_settle(s);
 }
 
 /* A token with a deadline, cancelled, dying or new to this thread. */

@@ -866,6 +866,87 @@ START_TEST(a_token_whose_one_user_blocks_under_it_is_busy_and_free_once_that_cal
 END_TEST
 
 /*
+ * A deadline set on a token while a plain call blocks under it, and the
+ * call then completes before that deadline: the thread's next call, under
+ * a token with no deadline, must not time out when the old deadline passes,
+ * whether the service fires it or an application signal interrupts the call.
+ */
+struct two_calls {
+	sc_token *first, *second;
+	int first_rd, second_rd;
+	long stage;
+	sc_result a;
+};
+
+static sc_result read_under_two_tokens(struct bg_call *c)
+{
+	struct two_calls *t = c->arg;
+	char b;
+
+	/* The first read finds a byte and makes the token this thread's: the second is plain. */
+	t->a = sc_read(t->first, t->first_rd, &b, 1);
+	if (t->a.status == SC_OK)
+		t->a = sc_read(t->first, t->first_rd, &b, 1);
+	store(&t->stage, 1);
+	return sc_read(t->second, t->second_rd, &b, 1);
+}
+
+static long pokes;
+
+static void count_poke(int sig)
+{
+	(void)sig;
+	add(&pokes, 1);
+}
+
+static void sleep_until(int64_t at)
+{
+	struct timespec ts = { at / SEC_NS, at % SEC_NS };
+
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+START_TEST(a_deadline_moved_onto_a_call_that_then_completes_leaves_the_next_call_alone)
+{
+	sc_token first, second;
+	int p[2], q[2];
+	struct two_calls t = { .first = &first, .second = &second };
+	struct bg_call c = { .fn = read_under_two_tokens, .arg = &t };
+	int64_t deadline;
+
+	ck_assert_int_eq(sc_token_init(&first, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&second, NULL), 0);
+	make_pipe_with_byte(p);
+	make_pipe(q);
+	t.first_rd = p[0];
+	t.second_rd = q[0];
+	bg_start_blocked(&c);
+
+	deadline = sc_now_ns() + stretched(SEC_NS);
+	ck_assert_int_eq(sc_token_set_deadline(&first, deadline), 0);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	wait_at_least(&t.stage, 1, "the first call returns");
+	assert_ok(t.a, 1);
+	ck_assert_msg(sc_now_ns() < deadline, "the first call returned after its deadline");
+	ck_assert_msg(bg_wait_blocked(&c), "the second call returned");
+
+	install_handler(SIGUSR1, count_poke, 0, NULL);
+	sleep_until(deadline + stretched(200 * MS_NS));
+	ck_assert_msg(!bg_done(&c), "the second call returned at the first call's deadline");
+	ck_assert_int_eq(pthread_kill(c.thread, SIGUSR1), 0);
+	wait_at_least(&pokes, 1, "the application's handler runs");
+	ck_assert_msg(bg_wait_blocked(&c), "the second call returned on an application signal");
+	ck_assert_int_eq(write(q[1], "y", 1), 1);
+	assert_ok(bg_join(&c), 1);
+	ck_assert_int_eq(sc_token_destroy(&first), 0);
+	ck_assert_int_eq(sc_token_destroy(&second), 0);
+	close_pipe(p);
+	close_pipe(q);
+}
+END_TEST
+
+/*
  * Threads come and go, four at a time; each makes one call, its first,
  * with a deadline, on a slot an exited thread left (a slot the service
  * may still keep for a deadline of that thread).  Odd threads read a byte
@@ -975,6 +1056,8 @@ int main(void)
 	tcase_add_test(tc, a_deadline_fires_when_the_signal_queue_is_full);
 	tcase_add_test(tc,
 		a_token_whose_one_user_blocks_under_it_is_busy_and_free_once_that_call_ends);
+	tcase_add_test(tc,
+		a_deadline_moved_onto_a_call_that_then_completes_leaves_the_next_call_alone);
 	tcase_add_test(many,
 		staggered_deadlines_of_200_blocked_threads_each_fire_at_their_own_time);
 	tcase_add_test(many,
