@@ -261,6 +261,32 @@ sc_result sc_cond_wait(sc_token *tok, sc_cond *c, pthread_mutex_t *m);
 int sc_cond_signal(sc_cond *c);
 int sc_cond_broadcast(sc_cond *c);
 
+/*
+ * Introspection: every call in flight, and every thread inside a scope.
+ *
+ * sc_snapshot     fills out[0..max-1] and returns how many there are (may be
+ *                 more than max); -1 with errno EINVAL if max < 0, or out is
+ *                 NULL and max > 0.  Never blocks a call, never signals.
+ * sc_dump         writes a table of them to fd, one line each; 0 or an errno
+ *                 value.  Async-signal-safe: may run in a SIGQUIT handler.
+ * sc_syscall_name "read", "recvfrom", ...; NULL for a number it does not know.
+ */
+typedef struct {
+	pid_t tid;
+	long syscall;		/* the syscall number, or -1 for a scope with no call */
+	const sc_token *token;	/* the call's token (or the innermost scope's) */
+	int64_t started_ns;	/* CLOCK_MONOTONIC; the first snapshot that saw it, at the latest */
+	int64_t deadline_ns;	/* the effective deadline, SC_NO_DEADLINE if none */
+	int cancelled;		/* its chain is cancelled, the call is on its way out */
+	int in_scope;		/* a syscall made inside a scope rather than an sc_* call */
+	long arg;		/* the syscall's first argument (a descriptor for most) */
+	int cause;		/* if cancelled: the canceller's cause, or ETIMEDOUT */
+} sc_call_info;
+
+int sc_snapshot(sc_call_info *out, int max);
+int sc_dump(int fd);
+const char *sc_syscall_name(long nr);
+
 #ifdef __cplusplus
 }
 #endif

@@ -51,12 +51,27 @@ struct sc_slot {
 	int timer;		/* kernel id of the owner's deadline timer, -1 if none */
 	int timer_armed;
 	int via_ring;		/* the call in flight goes through the thread's io_uring */
+	/*
+	 * The second cache line (on 64-bit): what a snapshot reads besides the first, as
+	 * it walks the list.  The call's syscall and first argument; when a
+	 * snapshot first saw the call or scope keyed seen_key (introspect.c);
+	 * a canceller's cause for the one keyed cause_key.
+	 */
+	struct sc_slot *next;
+	int scope_depth;	/* open scopes; scopes[0] is the outermost */
+	int seen_lock;
+	long nr;
+	long arg;
+	uint64_t seen_key;
+	int64_t seen_ns;
+	uint64_t cause_key;
+	int cause;
 	int ring_fd;		/* for cancellers; -1 until the ring exists */
 	struct io_uring *ring;
-	struct sc_slot *next;
 	struct sc_slot *free_next;	/* in the free list, while no thread owns it */
 	struct sc_slot *tid_next;	/* in its tid's bucket, while a thread owns it */
-	int scope_depth;	/* open scopes; scopes[0] is the outermost */
+	uint64_t scope_seq;		/* scopes entered so far */
+	uint64_t scope_ids[SC_SCOPE_MAX];	/* scope_seq when each open scope was entered */
 	sc_token *scopes[SC_SCOPE_MAX];
 	int64_t scope_poked;	/* when a scope's thread was last looked at in /proc */
 	/* the deadline service's: when it looks at the slot next, and its lists */
@@ -111,6 +126,7 @@ struct sc_slot *sc_slot_of(int tid) SC_HIDDEN;
 /* Orders the caller's earlier stores before its later loads, on every thread. */
 void sc_registry_barrier(void) SC_HIDDEN;
 void sc_registry_count(unsigned *slots, unsigned *taken) SC_HIDDEN;
+struct sc_slot *sc_registry_first(void) SC_HIDDEN;
 
 /* token.c; priv_state holds a magic number saying live or dead, plus flags */
 #define SC_TOK_CANCELLED 0x1
@@ -198,6 +214,9 @@ int sc_syscall_may_wait(long nr) SC_HIDDEN;
 int sc_proc_blocked_syscall(int tid, struct sc_syscall *c, uint64_t *sp, uint64_t *pc) SC_HIDDEN;
 /* What a canceller learns of a blocked syscall, and what the handler compares it with. */
 uint64_t sc_syscall_signature(const struct sc_syscall *c, uint64_t sp, uint64_t pc) SC_HIDDEN;
+
+/* introspect.c: a canceller, with the slot pinned, leaves its cause for snapshots */
+void sc_introspect_cause(struct sc_slot *s, int cause) SC_HIDDEN;
 
 /* deadline_service.c: fires the deadlines of calls and scopes, re-signals ended scopes */
 int sc_service_running(void) SC_HIDDEN;
@@ -310,8 +329,22 @@ static inline sc_result sc_completed(long v)
 	return (sc_result){ SC_OK, 0, v };
 }
 
-static inline void sc_call_enter(struct sc_slot *s, sc_token *tok)
+/*
+ * The call word moves last, and the fence orders the end of the previous
+ * call before the new fields: a snapshot that reads the same word before
+ * and after the fields has read one call's (a no-op on x86).
+ * SC_NO_CALL_INFO: the benchmark's build of the path without what only
+ * snapshots read, to show what it costs.
+ */
+static inline void sc_call_enter(struct sc_slot *s, sc_token *tok, long nr, long arg)
 {
+#ifndef SC_NO_CALL_INFO
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	store_relaxed(&s->nr, nr);
+	store_relaxed(&s->arg, arg);
+#else
+	(void)nr, (void)arg;
+#endif
 	store_relaxed(&s->tok, tok);
 	store_release(&s->call, s->call + SC_CALL_NEXT + SC_CALL_ACTIVE);
 	/* Pairs with the canceller's membarrier: see sc_registry_visit(). */
@@ -367,7 +400,7 @@ sc_result sc_run(sc_token *tok, long nr, long a1, long a2, long a3, long a4, lon
 	if (unlikely(!s || (load_relaxed(&s->call) & (SC_CALL_ACTIVE | SC_CALL_URING)) ||
 		     load_relaxed(&s->scope_depth)))
 		return sc_run_req(tok, SC_REQ(nr, a1, a2, a3, a4, a5, a6));
-	sc_call_enter(s, tok);
+	sc_call_enter(s, tok, nr, a1);
 	if (likely(sc_chain_plain(tok, load_relaxed(&s->tid)))) {
 		v = sc_stub_enter(s, nr, a1, a2, a3, a4, a5, a6);
 		if (likely(v != -EINTR && v != SC_STUB_CANCELLED)) {

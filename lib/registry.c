@@ -312,6 +312,12 @@ void sc_call_exit_slow(struct sc_slot *s)
 	store_relaxed(&s->deadline, SC_NO_DEADLINE);
 }
 
+/* The newest slot; next leads through all of them, and never changes. */
+struct sc_slot *sc_registry_first(void)
+{
+	return load_acquire(&registry_head);
+}
+
 void sc_registry_count(unsigned *slots, unsigned *taken)
 {
 	*slots = *taken = 0;

@@ -64,6 +64,10 @@ int sc_scope_enter(sc_token *tok)
 	depth = s->scope_depth;
 	if (depth >= SC_SCOPE_MAX)
 		return ENOSPC;
+	/* A new id before the token: see read_scope() in introspect.c. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	store_relaxed(&s->scope_ids[depth], ++s->scope_seq);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
 	store_relaxed(&s->scopes[depth], tok);
 	store_release(&s->scope_depth, depth + 1);
 	publish_barrier();

@@ -277,7 +277,7 @@ static int cancel_call(struct sc_slot *s, void *arg)
 {
 	uint64_t call = load_relaxed(&s->call);
 
-	(void)arg;
+	sc_introspect_cause(s, *(const int *)arg);
 	if (!call_active(s)) {
 		int handed = sc_scope_poke(s);
 		sc_scope_watch(s);
@@ -300,8 +300,9 @@ int sc_cancel_cause(sc_token *tok, int cause)
 	__atomic_compare_exchange_n(&tok->priv_cause, &none, cause, false,
 				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 	__atomic_fetch_or(&tok->priv_state, SC_TOK_CANCELLED, __ATOMIC_SEQ_CST);
+	cause = load_acquire(&tok->priv_cause);	/* the first recorded wins, for snapshots too */
 	if (load_acquire(&sc_g.signo))
-		sc_registry_visit(tok, cancel_call, NULL);
+		sc_registry_visit(tok, cancel_call, &cause);
 	return 0;
 }
 

@@ -6,7 +6,7 @@ lib=.libs/libsyscancel.so
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-sed -n 's/^[a-z_0-9]* \**\(sc_[a-z_0-9]*\)(.*/\1/p' "$srcdir/include/syscancel.h" |
+sed -n 's/^\(const \)\{0,1\}[a-z_0-9]* \**\(sc_[a-z_0-9]*\)(.*/\2/p' "$srcdir/include/syscancel.h" |
 	sort -u >"$tmp/header"
 nm -D --defined-only "$lib" | awk '$2 != "A" { print $3 }' | sort -u >"$tmp/exported"
 sed 's/$/@@SYSCANCEL_1.0/' "$tmp/header" >"$tmp/expected"

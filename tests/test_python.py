@@ -132,6 +132,22 @@ class TestPython(unittest.TestCase):
                 syscancel.read(self.r, 16, tok)
         self.assertEqual(syscancel.read(self.r, 16), b"x")
 
+    def test_snapshot_lists_a_blocked_read_with_its_fd_and_token(self):
+        with syscancel.Token(timeout=3600) as tok:
+            call = self.start_blocked(syscancel.read, self.r, 16, tok,
+                                      fd=self.r)
+            mine = [c for c in syscancel.snapshot()
+                    if c["syscall"] == "read" and c["arg"] == self.r]
+            self.assertEqual(len(mine), 1)
+            self.assertEqual(mine[0]["token"], tok.address)
+            self.assertIsNotNone(mine[0]["deadline_ns"])
+            self.assertFalse(mine[0]["in_scope"])
+            self.assertGreaterEqual(mine[0]["age_s"], 0)
+            tok.cancel()
+            self.assertIsInstance(self.finish(call), syscancel.Cancelled)
+        self.assertEqual([c for c in syscancel.snapshot()
+                          if c["arg"] == self.r], [])
+
     def test_cancel_blocked_recv(self):
         a, b = socket.socketpair()
         with a, b, syscancel.Token() as tok:

@@ -44,7 +44,7 @@ from ._syscancel import (  # noqa: F401
     flock, init, lockf, now, now_ns, open, poll, pread, pwrite, read,
     readinto, readv, recv, recv_into, recvfrom, recvfrom_into, recvmsg,
     scope_enter, scope_exit, send, sendall, sendmsg, sendto, signal_number,
-    sleep, syscall, thread_backend, waitpid, write, writev)
+    sleep, snapshot, syscall, thread_backend, waitpid, write, writev)
 from ._scope import (  # noqa: F401
     CancelScope, current_token, fail_after, fail_at, move_on_after, move_on_at,
     scope)
@@ -59,6 +59,6 @@ __all__ = [
     "move_on_after", "move_on_at", "now", "now_ns", "poll", "pread",
     "pwrite", "read", "readinto", "readv", "recv", "recv_into", "recvfrom",
     "recvfrom_into", "recvmsg", "scope", "scope_enter", "scope_exit", "send",
-    "sendall", "sendmsg", "sendto", "signal_number", "sleep", "syscall",
+    "sendall", "sendmsg", "sendto", "signal_number", "sleep", "snapshot", "syscall",
     "thread_backend", "to_thread", "waitpid", "write", "writev",
 ]

@@ -1674,7 +1674,15 @@ static PyMethodDef token_methods[] = {
 	{ NULL, NULL, 0, NULL },
 };
 
+static PyObject *token_address(PyObject *o, void *unused)
+{
+	(void)unused;
+	return PyLong_FromVoidPtr(&((token_object *)o)->tok);
+}
+
 static PyGetSetDef token_getset[] = {
+	{ "address", token_address, NULL,
+	  "the address of the sc_token, as snapshot() reports it", NULL },
 	{ "closed", token_closed, NULL, "True once close() succeeded", NULL },
 	{ "parent", token_parent, NULL, "the parent token, or None", NULL },
 	{ NULL, NULL, NULL, NULL, NULL },
@@ -1693,6 +1701,61 @@ static PyTypeObject token_type = {
 	.tp_methods = token_methods,
 	.tp_getset = token_getset,
 };
+
+/* Introspection */
+
+static PyObject *call_info_to_py(const sc_call_info *c, int64_t now)
+{
+	const char *name = c->syscall >= 0 ? sc_syscall_name(c->syscall) : NULL;
+	PyObject *syscall = name ? PyUnicode_FromString(name) :
+			    c->syscall >= 0 ? PyLong_FromLong(c->syscall) : Py_NewRef(Py_None);
+	PyObject *deadline = c->deadline_ns == SC_NO_DEADLINE ? Py_NewRef(Py_None) :
+			     PyLong_FromLongLong(c->deadline_ns);
+	int64_t age = now > c->started_ns ? now - c->started_ns : 0;
+
+	if (!syscall || !deadline) {
+		Py_XDECREF(syscall);
+		Py_XDECREF(deadline);
+		return NULL;
+	}
+	return Py_BuildValue("{s:i,s:N,s:l,s:K,s:d,s:N,s:O,s:i,s:O}",
+			     "tid", (int)c->tid, "syscall", syscall, "arg", c->arg,
+			     "token", (unsigned long long)(uintptr_t)c->token,
+			     "age_s", (double)age / 1e9, "deadline_ns", deadline,
+			     "cancelled", c->cancelled ? Py_True : Py_False,
+			     "cause", c->cause, "in_scope", c->in_scope ? Py_True : Py_False);
+}
+
+static PyObject *py_snapshot(PyObject *self, PyObject *unused)
+{
+	sc_call_info *buf = NULL;
+	int n = 64, got;
+
+	(void)self, (void)unused;
+	for (;;) {
+		sc_call_info *b = PyMem_Realloc(buf, (size_t)n * sizeof(*buf));
+		if (!b) {
+			PyMem_Free(buf);
+			return PyErr_NoMemory();
+		}
+		buf = b;
+		got = sc_snapshot(buf, n);
+		if (got <= n)
+			break;
+		n = got + 16;
+	}
+	int64_t now = sc_now_ns();
+	PyObject *list = PyList_New(0);
+
+	for (int i = 0; list && i < got; i++) {
+		PyObject *d = call_info_to_py(&buf[i], now);
+		if (!d || PyList_Append(list, d) < 0)
+			Py_CLEAR(list);
+		Py_XDECREF(d);
+	}
+	PyMem_Free(buf);
+	return list;
+}
 
 /* Module */
 
@@ -1741,6 +1804,8 @@ static PyMethodDef module_methods[] = {
 	{ "thread_backend", py_thread_backend, METH_O, "thread_backend(backend) -> None" },
 	{ "scope_enter", py_scope_enter, METH_O, "scope_enter(token): sc_scope_enter" },
 	{ "scope_exit", py_scope_exit, METH_NOARGS, "scope_exit(): sc_scope_exit" },
+	{ "snapshot", py_snapshot, METH_NOARGS,
+	  "snapshot() -> [dict]: every call in flight and every thread in a scope (sc_snapshot)" },
 	{ NULL, NULL, 0, NULL },
 };
 
