@@ -363,10 +363,12 @@ static sc_result raw_sigsuspend(sc_token *t)
 	return sc_syscall(t, SYS_rt_sigsuspend, L(&all_but_usr1), KSET, 0, 0, 0, 0);
 }
 
+#ifdef SYS_pause
 static sc_result raw_pause(sc_token *t)
 {
 	return sc_syscall(t, SYS_pause, 0, 0, 0, 0, 0, 0);
 }
+#endif
 
 static sc_result raw_ppoll(sc_token *t)
 {
@@ -392,12 +394,14 @@ static sc_result raw_epoll_pwait(sc_token *t)
 	return sc_syscall(t, SYS_epoll_pwait, fx.epfd, L(&ev), 1, -1, L(&all_but_usr1), KSET);
 }
 
+#ifdef SYS_epoll_pwait2
 static sc_result raw_epoll_pwait2(sc_token *t)
 {
 	struct epoll_event ev;
 
 	return sc_syscall(t, SYS_epoll_pwait2, fx.epfd, L(&ev), 1, 0, L(&all_but_usr1), KSET);
 }
+#endif
 
 static sc_result raw_nanosleep(sc_token *t)
 {
@@ -434,11 +438,15 @@ static const struct blocked_call calls[] = {
 	{ "sc_tee", do_tee, false },
 	{ "rt_sigtimedwait", raw_sigtimedwait, false },
 	{ "rt_sigsuspend", raw_sigsuspend, true },
+#ifdef SYS_pause
 	{ "pause", raw_pause, true },
+#endif
 	{ "ppoll", raw_ppoll, false },
 	{ "pselect6", raw_pselect6, false },
 	{ "epoll_pwait", raw_epoll_pwait, false },
+#ifdef SYS_epoll_pwait2
 	{ "epoll_pwait2", raw_epoll_pwait2, false },
+#endif
 	{ "nanosleep", raw_nanosleep, false },
 };
 
@@ -600,26 +608,32 @@ static sc_result t_raw_futex(sc_token *t)
 	return sc_syscall(t, SYS_futex, L(&futex_word), FUTEX_WAIT_PRIVATE, 0, L(&ts_timed), 0, 0);
 }
 
+#ifdef SYS_poll
 static sc_result t_raw_poll(sc_token *t)
 {
 	struct pollfd p = { fx.empty[0], POLLIN, 0 };
 
 	return sc_syscall(t, SYS_poll, L(&p), 1, TIMED_NS / MS_NS, 0, 0, 0);
 }
+#endif
 
+#ifdef SYS_epoll_wait
 static sc_result t_raw_epoll_wait(sc_token *t)
 {
 	struct epoll_event ev;
 
 	return sc_syscall(t, SYS_epoll_wait, fx.epfd, L(&ev), 1, TIMED_NS / MS_NS, 0, 0);
 }
+#endif
 
+#ifdef SYS_epoll_pwait2
 static sc_result t_raw_epoll_pwait2(sc_token *t)
 {
 	struct epoll_event ev;
 
 	return sc_syscall(t, SYS_epoll_pwait2, fx.epfd, L(&ev), 1, L(&ts_timed), 0, KSET);
 }
+#endif
 
 static sc_result t_epoll_pwait(sc_token *t)
 {
@@ -678,9 +692,15 @@ static const struct timed_call timed_calls[] = {
 	{ "rt_sigtimedwait", t_raw_sigtimedwait, EAGAIN },
 	{ "sc_semtimedop", t_semtimedop, EAGAIN },
 	{ "futex", t_raw_futex, ETIMEDOUT },
+#ifdef SYS_poll
 	{ "poll", t_raw_poll, 0 },
+#endif
+#ifdef SYS_epoll_wait
 	{ "epoll_wait", t_raw_epoll_wait, 0 },
+#endif
+#ifdef SYS_epoll_pwait2
 	{ "epoll_pwait2", t_raw_epoll_pwait2, 0 },
+#endif
 	{ "sc_epoll_pwait", t_epoll_pwait, 0 },
 	{ "sc_ppoll", t_ppoll, 0 },
 	{ "sc_pselect", t_pselect, 0 },
