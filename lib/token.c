@@ -145,10 +145,19 @@ static int maybe_used_elsewhere(const sc_token *tok)
 	       load_relaxed(&self->scope_depth);
 }
 
+/*
+ * A live token is let go of first, as a destroy would: one that children,
+ * calls or scopes still use stays as it is (EBUSY), and its parent stops
+ * counting it.
+ */
 int sc_token_init(sc_token *tok, sc_token *parent)
 {
-	if (!tok || (parent && !is_live(parent)))
+	int err;
+
+	if (!tok || (parent && !is_live(parent)) || parent == tok)
 		return EINVAL;
+	if (is_live(tok) && (err = sc_token_destroy(tok)))
+		return err == EINVAL ? EBUSY : err;
 	if (parent) {
 		__atomic_fetch_add(&parent->priv_children, 1, __ATOMIC_SEQ_CST);
 		if (!live_state(settled_state(parent))) {
