@@ -282,11 +282,11 @@ int64_t sc_token_deadline(const sc_token *tok)
 	return dl;
 }
 
+/* arg: set when a call's thread cannot get the signal. */
 static int cancel_call(struct sc_slot *s, void *arg)
 {
 	uint64_t call = load_relaxed(&s->call);
 
-	(void)arg;
 	if (!call_active(s)) {
 		int handed = sc_scope_poke(s);
 		sc_scope_watch(s);
@@ -294,15 +294,20 @@ static int cancel_call(struct sc_slot *s, void *arg)
 	}
 	sc_scope_watch(s);
 	if (!load_acquire(&s->via_ring))
-		return sc_send_cancel(s, call);
+		return sc_send_cancel(s, call, arg);
 	store_release(&s->abort, call);
 	sc_uring_kick(s);
 	return 0;
 }
 
+/*
+ * EIO: the token is cancelled, but a call in flight under it cannot be
+ * interrupted, for its thread blocks the library's signal or the signal's
+ * handler is no longer the library's.
+ */
 int sc_cancel_cause(sc_token *tok, int cause)
 {
-	int none = 0;
+	int none = 0, unreachable = 0;
 
 	if (!is_live(tok) || cause <= 0)
 		return EINVAL;
@@ -310,8 +315,8 @@ int sc_cancel_cause(sc_token *tok, int cause)
 				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 	__atomic_fetch_or(&tok->priv_state, SC_TOK_CANCELLED, __ATOMIC_SEQ_CST);
 	if (load_acquire(&sc_g.signo))
-		sc_registry_visit(tok, cancel_call, NULL);
-	return 0;
+		sc_registry_visit(tok, cancel_call, &unreachable);
+	return unreachable ? EIO : 0;
 }
 
 int sc_cancel(sc_token *tok)
