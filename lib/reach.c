@@ -11,16 +11,20 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifdef SC_HAVE_STUB
 extern const char sc_stub_end[] SC_HIDDEN;
 #endif
 
-/* How often a thread that blocks the signal and runs is looked at again. */
+/* How often a thread seen running in its call is looked at again. */
 #define RUNNING_LOOKS 64
+/* The most descriptors of a poll looked at for a signalfd. */
+#define POLL_LOOKS 16
 
 static char *put_tid(char *p, unsigned v)
 {
@@ -45,26 +49,22 @@ static int hex_value(char c)
 }
 
 /*
- * The SigBlk line of the thread's status, read in small pieces: 1 if it
- * holds the library's signal, 0 if not, -1 if it cannot be read.
+ * The mask on the line of file path that starts with key, read in small
+ * pieces: 1 if it holds the library's signal, 0 if not, -1 if unreadable.
  */
-static int blocks_signal(int tid)
+static int mask_line_holds_signal(const char *path, const char *key)
 {
-	static const char dir[] = "/proc/self/task/", key[] = "\nSigBlk:\t";
-	char path[sizeof(dir) + 24], buf[256];
-	unsigned matched = 1, hex = 0;	/* the file starts a line */
+	char buf[256];
+	size_t matched = 1, len = strlen(key), hex = 0;	/* the file starts a line */
 	uint64_t mask = 0;
 	ssize_t n;
-	int fd;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	memcpy(path, dir, sizeof(dir) - 1);
-	memcpy(put_tid(path + sizeof(dir) - 1, (unsigned)tid), "/status", sizeof("/status"));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		for (ssize_t i = 0; i < n; i++) {
-			if (matched < sizeof(key) - 1) {
+			if (matched < len) {
 				matched = buf[i] == key[matched] ? matched + 1 : buf[i] == '\n';
 				continue;
 			}
@@ -82,6 +82,17 @@ done:
 	return (mask >> (sc_g.signo - 1)) & 1;
 }
 
+/* Whether thread tid blocks the library's signal, from SigBlk in its status. */
+static int blocks_signal(int tid)
+{
+	static const char dir[] = "/proc/self/task/";
+	char path[sizeof(dir) + 24];
+
+	memcpy(path, dir, sizeof(dir) - 1);
+	memcpy(put_tid(path + sizeof(dir) - 1, (unsigned)tid), "/status", sizeof("/status"));
+	return mask_line_holds_signal(path, "\nSigBlk:\t");
+}
+
 /* Waiting in the call's own syscall, in the stub; elsewhere is a handler on top of the call. */
 static int waits_in_call(uint64_t pc)
 {
@@ -93,15 +104,72 @@ static int waits_in_call(uint64_t pc)
 #endif
 }
 
+/* The descriptor is a signalfd whose mask holds the library's signal. */
+static int signalfd_holds_signal(long fd)
+{
+	static const char fds[] = "/proc/self/fd/", info[] = "/proc/self/fdinfo/";
+	static const char kind[] = "anon_inode:[signalfd]";
+	char path[sizeof(info) + 24], link[sizeof(kind)];
+	ssize_t n;
+
+	if (fd < 0 || fd > INT_MAX)
+		return 0;
+	memcpy(path, fds, sizeof(fds) - 1);
+	*put_tid(path + sizeof(fds) - 1, (unsigned)fd) = 0;
+	n = readlink(path, link, sizeof(link));
+	if (n != sizeof(kind) - 1 || memcmp(link, kind, (size_t)n))
+		return 0;
+	memcpy(path, info, sizeof(info) - 1);
+	*put_tid(path + sizeof(info) - 1, (unsigned)fd) = 0;
+	return mask_line_holds_signal(path, "\nsigmask:\t") != 0;
+}
+
+/* A poll of a few descriptors, one of them such a signalfd. */
+static int polls_signalfd(const struct pollfd *fds, unsigned long n)
+{
+	if (n > POLL_LOOKS)
+		return 0;
+	for (unsigned long i = 0; i < n; i++)
+		if ((fds[i].events & POLLIN) && signalfd_holds_signal(fds[i].fd))
+			return 1;
+	return 0;
+}
+
 /*
- * The thread blocks the signal.  Waiting in its call's syscall, it blocked
- * it before the call (the mask does not change during one): no signal can
- * end that wait.  Waiting elsewhere, or running, it is in an application
- * handler on top of the call whose mask holds the signal, or between the
+ * The syscall the thread waits in would hand the library's signal over as
+ * data rather than be interrupted by it, even with the signal unblocked: a
+ * read of a signalfd whose mask holds it (or a poll of one, which would
+ * report it ready), or a sigwait on a set that holds it.  Its arguments
+ * are read in place: the thread waits, so they stay put.
+ */
+static int takes_signal_as_data(const struct sc_syscall *c)
+{
+	switch (c->nr) {
+	case SYS_read:
+	case SYS_readv:
+		return signalfd_holds_signal(c->args[0]);
+#ifdef SYS_poll
+	case SYS_poll:
+#endif
+	case SYS_ppoll:
+		return c->args[0] && polls_signalfd((const struct pollfd *)c->args[0],
+						    (unsigned long)c->args[1]);
+	case SYS_rt_sigtimedwait:
+		return c->args[0] &&
+		       ((*(const uint64_t *)c->args[0] >> (sc_g.signo - 1)) & 1);
+	}
+	return 0;
+}
+
+/*
+ * Waiting in its call's syscall, the thread cannot get the signal if it
+ * blocks it (the mask does not change during a call), nor if that syscall
+ * would take it as data.  Waiting elsewhere it is in an application handler
+ * on top of the call; running, it is in such a handler or between the
  * call's entry and its syscall: look again until it waits.  A handler that
  * runs on and on gets the signal, which lands when it returns.
  */
-static int reaches_blocking_thread(int tid)
+static int reaches_call(int tid)
 {
 	for (int i = 0; i < RUNNING_LOOKS; i++) {
 		struct sc_syscall c;
@@ -109,9 +177,10 @@ static int reaches_blocking_thread(int tid)
 		int err = sc_proc_blocked_syscall(tid, &c, &sp, &pc);
 
 		if (!err)
-			return !waits_in_call(pc);
-		if (err != EAGAIN || blocks_signal(tid) != 1)
-			return 1;
+			return !waits_in_call(pc) ||
+			       (!takes_signal_as_data(&c) && blocks_signal(tid) != 1);
+		if (err != EAGAIN)
+			return blocks_signal(tid) != 1;
 		sched_yield();
 	}
 	return 1;
@@ -128,7 +197,7 @@ int sc_signal_reaches(const struct sc_slot *s, int in_call)
 	if (!sc_handler_in_place())
 		return 0;
 	/* A canceller in a handler on top of its own call: the signal lands once it returns. */
-	if (tid == gettid() || blocks_signal(tid) != 1)
+	if (tid == gettid())
 		return 1;
-	return in_call && reaches_blocking_thread(tid);
+	return in_call ? reaches_call(tid) : blocks_signal(tid) != 1;
 }
