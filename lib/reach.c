@@ -21,8 +21,8 @@
 extern const char sc_stub_end[] SC_HIDDEN;
 #endif
 
-/* How often a thread seen running in its call is looked at again. */
-#define RUNNING_LOOKS 64
+/* How long a thread that blocks the signal and runs in its call is looked at. */
+#define RUNNING_PATIENCE_NS 2000000
 /* The most descriptors of a poll looked at for a signalfd. */
 #define POLL_LOOKS 16
 
@@ -165,13 +165,16 @@ static int takes_signal_as_data(const struct sc_syscall *c)
  * Waiting in its call's syscall, the thread cannot get the signal if it
  * blocks it (the mask does not change during a call), nor if that syscall
  * would take it as data.  Waiting elsewhere it is in an application handler
- * on top of the call; running, it is in such a handler or between the
- * call's entry and its syscall: look again until it waits.  A handler that
- * runs on and on gets the signal, which lands when it returns.
+ * on top of the call.  Running with the signal blocked, it is in such a
+ * handler or between the call's entry and its syscall: look again, for a
+ * while, until it waits.  A handler that runs on gets the signal, which
+ * lands when it returns.
  */
 static int reaches_call(int tid)
 {
-	for (int i = 0; i < RUNNING_LOOKS; i++) {
+	int64_t end = sc_now_ns() + RUNNING_PATIENCE_NS;
+
+	for (;;) {
 		struct sc_syscall c;
 		uint64_t sp, pc;
 		int err = sc_proc_blocked_syscall(tid, &c, &sp, &pc);
@@ -179,11 +182,11 @@ static int reaches_call(int tid)
 		if (!err)
 			return !waits_in_call(pc) ||
 			       (!takes_signal_as_data(&c) && blocks_signal(tid) != 1);
-		if (err != EAGAIN)
-			return blocks_signal(tid) != 1;
+		/* Running with the signal open: it lands before the thread waits. */
+		if (err != EAGAIN || blocks_signal(tid) != 1 || sc_now_ns() >= end)
+			return 1;
 		sched_yield();
 	}
-	return 1;
 }
 
 /*
