@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifdef SC_HAVE_STUB
@@ -124,10 +125,20 @@ static int signalfd_holds_signal(long fd)
 	return mask_line_holds_signal(path, "\nsigmask:\t") != 0;
 }
 
-/* A poll of a few descriptors, one of them such a signalfd. */
-static int polls_signalfd(const struct pollfd *fds, unsigned long n)
+/* Copies n bytes of the waiting thread's argument at addr; 0 if they cannot be read. */
+static int peek(long addr, void *buf, size_t n)
 {
-	if (n > POLL_LOOKS)
+	struct iovec local = { buf, n }, remote = { (void *)addr, n };
+
+	return addr && process_vm_readv(sc_g.pid, &local, 1, &remote, 1, 0) == (ssize_t)n;
+}
+
+/* A poll of a few descriptors, one of them such a signalfd. */
+static int polls_signalfd(long addr, unsigned long n)
+{
+	struct pollfd fds[POLL_LOOKS];
+
+	if (n > POLL_LOOKS || !peek(addr, fds, n * sizeof(fds[0])))
 		return 0;
 	for (unsigned long i = 0; i < n; i++)
 		if ((fds[i].events & POLLIN) && signalfd_holds_signal(fds[i].fd))
@@ -135,12 +146,21 @@ static int polls_signalfd(const struct pollfd *fds, unsigned long n)
 	return 0;
 }
 
+/* A sigwait's set, which the kernel took at entry, holds the library's signal. */
+static int set_holds_signal(long addr)
+{
+	uint64_t set;
+
+	return peek(addr, &set, sizeof(set)) && ((set >> (sc_g.signo - 1)) & 1);
+}
+
 /*
  * The syscall the thread waits in would hand the library's signal over as
  * data rather than be interrupted by it, even with the signal unblocked: a
  * read of a signalfd whose mask holds it (or a poll of one, which would
- * report it ready), or a sigwait on a set that holds it.  Its arguments
- * are read in place: the thread waits, so they stay put.
+ * report it ready), or a sigwait on a set that holds it.  Its arguments are
+ * copied with process_vm_readv, which fails rather than faults on a pointer
+ * gone bad.
  */
 static int takes_signal_as_data(const struct sc_syscall *c)
 {
@@ -152,11 +172,9 @@ static int takes_signal_as_data(const struct sc_syscall *c)
 	case SYS_poll:
 #endif
 	case SYS_ppoll:
-		return c->args[0] && polls_signalfd((const struct pollfd *)c->args[0],
-						    (unsigned long)c->args[1]);
+		return polls_signalfd(c->args[0], (unsigned long)c->args[1]);
 	case SYS_rt_sigtimedwait:
-		return c->args[0] &&
-		       ((*(const uint64_t *)c->args[0] >> (sc_g.signo - 1)) & 1);
+		return set_holds_signal(c->args[0]);
 	}
 	return 0;
 }
