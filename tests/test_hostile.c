@@ -180,6 +180,12 @@ START_TEST(a_signalfd_that_holds_the_library_signal_never_gets_it)
 
 	if (backend_is_uring() && !r.poll)
 		return;		/* a read of a signalfd on the ring needs no signal */
+	/*
+	 * Valgrind makes the syscall from its own code: a canceller cannot tell
+	 * the call's wait from a handler's, and sends.
+	 */
+	if (under_valgrind())
+		return;
 	start_signalfd_reader(&c, &r, &tok);
 	if (backend_is_uring()) {
 		/* The ring's poll is cancelled with io_uring's own cancel. */

@@ -646,8 +646,16 @@ START_TEST(a_call_whose_thread_blocks_the_library_signal_still_returns)
 	/* Its first call may sleep in the kernel too: wait for the read itself. */
 	wait_at_least(&b.reading, 1, "thread blocks the signal and starts its read");
 	ck_assert(bg_wait_blocked(&c));
-	/* The signal cannot reach the read: the cancel says so (EIO) and sends nothing. */
-	ck_assert_int_eq(sc_cancel(&tok), backend_is_uring() ? 0 : EIO);
+	/*
+	 * The signal cannot reach the read: the cancel says so (EIO) and sends
+	 * nothing.  Under valgrind, which makes the syscall from its own code,
+	 * the canceller cannot tell the call's wait from a handler's, and sends.
+	 */
+	int err = sc_cancel(&tok);
+	if (under_valgrind())
+		ck_assert(err == 0 || err == EIO);
+	else
+		ck_assert_int_eq(err, backend_is_uring() ? 0 : EIO);
 	if (backend_is_uring()) {
 		assert_cancelled(bg_join(&c));
 	} else {
