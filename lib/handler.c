@@ -213,6 +213,14 @@ static void kick_timer(struct sc_slot *s)
 	sc_timer_kick(s);
 }
 
+/* A signal carrying a pin, or on the portable entry the timer a send kicked. */
+static int signal_on_its_way(struct sc_slot *s)
+{
+	if (SC_STUB_PRESENT)
+		return load_acquire(&s->signal_pins) != 0;
+	return load_acquire(&s->timer_armed) != 0;
+}
+
 /*
  * Called with the slot pinned and its call seen in flight under a cancelled
  * token.  Where the signal cannot reach the call (reach.c), nothing is sent
@@ -226,9 +234,12 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable)
 {
 	int tid = load_relaxed(&s->tid);
 
-	/* Repeated cancels must not flood the queue: one signal on its way is enough. */
-	if (load_acquire(&s->abort) == call &&
-	    (!SC_STUB_PRESENT || load_acquire(&s->signal_pins)))
+	/*
+	 * Repeated cancels must not flood the queue: one signal on its way (or
+	 * the timer it kicked) is enough.  One that could not be sent is
+	 * looked at again.
+	 */
+	if (load_acquire(&s->abort) == call && signal_on_its_way(s))
 		return 0;
 	store_release(&s->abort, call);
 	/* A thread not yet past the stub's check still sees the abort. */
