@@ -54,6 +54,9 @@ int main(int argc, char **argv)
 			large = true;
 		} else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
 			csv_path = argv[++i];
+		} else if (!strcmp(argv[i], "--help")) {
+			printf("usage: %s [--quick] [--large] [--csv FILE]\n", argv[0]);
+			return 0;
 		} else {
 			fprintf(stderr, "usage: %s [--quick] [--large] [--csv FILE]\n", argv[0]);
 			return 2;

@@ -230,18 +230,17 @@ sc_result sc_run_resume(struct sc_slot *s, sc_token *tok, const struct sc_req *r
 
 /*
  * On the ring: 0 with the result in *r, or nonzero when the ring cannot
- * finish the call as the syscall would and the signal path takes it over.
+ * finish the call as the syscall would, or cannot be made, and the signal
+ * path takes it over.
  */
 static int run_on_ring(struct sc_slot *s, sc_token *tok, const struct sc_req *req, sc_result *r)
 {
 	const struct sc_backend *be = &sc_uring_backend;
 	struct sc_call c = { .req = req };
-	int err = be->begin(s, &c), handover;
+	int handover;
 
-	if (err) {
-		*r = sc_error(err);
-		return 0;
-	}
+	if (be->begin(s, &c))
+		return 1;
 	sc_call_enter(s, tok, req->nr, req->args[0]);
 	*r = live(s, tok, be, &c, SC_NOT_ENTERED, &handover);
 	sc_call_exit(s);

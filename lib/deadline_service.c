@@ -122,11 +122,12 @@ static int64_t min64(int64_t a, int64_t b)
 static int64_t serve_slot(struct sc_slot *s, int64_t now, int *handed)
 {
 	int64_t next = SC_NO_DEADLINE, dl;
+	int unreachable = 0;	/* a deadline has no one to tell; see reach.c */
 
 	if (call_active(s) && !load_acquire(&s->via_ring)) {
 		dl = load_acquire(&s->deadline);
 		if (dl <= now)
-			*handed = sc_send_cancel(s, load_relaxed(&s->call));
+			*handed = sc_send_cancel(s, load_relaxed(&s->call), &unreachable);
 		else
 			next = dl;
 	}

@@ -153,21 +153,34 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 	errno = saved_errno;
 }
 
+/* The signal's disposition is still the library's handler; no other may ever get it. */
+int sc_handler_in_place(void)
+{
+	struct sigaction cur;
+
+	return !sigaction(sc_g.signo, NULL, &cur) && (cur.sa_flags & SA_SIGINFO) &&
+	       cur.sa_sigaction == on_signal;
+}
+
 /*
  * A call that ends waits for the signals sent to it.  If the application
- * blocked the library's signal meanwhile, let the pending ones land now; if
- * it replaced the handler, they will never be counted: stop waiting for them.
+ * blocked the library's signal meanwhile, let the pending ones land now;
+ * those still missing then were taken by a signalfd or a sigwait of this
+ * thread, and if it replaced the handler they will never be counted
+ * either: stop waiting for them.
  */
 void sc_signal_unstick(struct sc_slot *s)
 {
-	struct sigaction cur;
 	sigset_t set, old;
+	int was_blocked = 0;
 
 	sigemptyset(&set);
 	sigaddset(&set, sc_g.signo);
-	if (!pthread_sigmask(SIG_UNBLOCK, &set, &old))
+	if (!pthread_sigmask(SIG_UNBLOCK, &set, &old)) {
+		was_blocked = sigismember(&old, sc_g.signo) == 1;
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (sigaction(sc_g.signo, NULL, &cur) || cur.sa_sigaction == on_signal)
+	}
+	if (!was_blocked && sc_handler_in_place())
 		return;
 	for (uint32_t n = __atomic_exchange_n(&s->signal_pins, 0, __ATOMIC_ACQ_REL); n; n--)
 		sc_slot_unpin(s);
@@ -209,23 +222,40 @@ static void kick_timer(struct sc_slot *s)
 	sc_timer_kick(s);
 }
 
+/* A signal carrying a pin, or on the portable entry the timer a send kicked. */
+static int signal_on_its_way(struct sc_slot *s)
+{
+	if (SC_STUB_PRESENT)
+		return load_acquire(&s->signal_pins) != 0;
+	return load_acquire(&s->timer_armed) != 0;
+}
+
 /*
  * Called with the slot pinned and its call seen in flight under a cancelled
- * token.  With the stub the pin travels with the signal: the target drops
+ * token.  Where the signal cannot reach the call (reach.c), nothing is sent
+ * and *unreachable is set.  With the stub the pin travels with the signal: the target drops
  * it when the signal lands, so it need not wait for this thread to run
  * again.  Without it a signal landing just before the kernel entry is lost,
  * so the timer backs every cancel up; no canceller ever waits, not even one
  * in a handler on top of the very call it cancels.
  */
-int sc_send_cancel(struct sc_slot *s, uint64_t call)
+int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable)
 {
 	int tid = load_relaxed(&s->tid);
 
-	/* Repeated cancels must not flood the queue: one signal on its way is enough. */
-	if (load_acquire(&s->abort) == call &&
-	    (!SC_STUB_PRESENT || load_acquire(&s->signal_pins)))
+	/*
+	 * Repeated cancels must not flood the queue: one signal on its way (or
+	 * the timer it kicked) is enough.  One that could not be sent is
+	 * looked at again.
+	 */
+	if (load_acquire(&s->abort) == call && signal_on_its_way(s))
 		return 0;
 	store_release(&s->abort, call);
+	/* A thread not yet past the stub's check still sees the abort. */
+	if (!sc_signal_reaches(s, 1)) {
+		*unreachable = 1;
+		return 0;
+	}
 	if (SC_STUB_PRESENT) {
 		__atomic_fetch_add(&s->signal_pins, 1, __ATOMIC_RELEASE);
 		if (!send_signal(tid, PIN_COOKIE, sc_g.pid, 0))
@@ -246,6 +276,8 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call)
  */
 int sc_send_scope_signal(struct sc_slot *s, long nr, uint64_t sig)
 {
+	if (!sc_signal_reaches(s, 0))
+		return 0;
 	__atomic_fetch_add(&s->signal_pins, 1, __ATOMIC_RELEASE);
 	if (!send_signal(load_relaxed(&s->tid), SCOPE_COOKIE, (int)nr, sig))
 		return 1;

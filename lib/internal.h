@@ -155,7 +155,8 @@ int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
 
 /* handler.c */
 int sc_handler_install(int signo) SC_HIDDEN;
-int sc_send_cancel(struct sc_slot *s, uint64_t call) SC_HIDDEN;
+int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable) SC_HIDDEN;
+int sc_handler_in_place(void) SC_HIDDEN;
 /* A signal for a thread in a scope, naming the syscall it was seen blocked in. */
 int sc_send_scope_signal(struct sc_slot *s, long nr, uint64_t sig) SC_HIDDEN;
 /* The syscall and signature a scope signal carries; 0 if it carries none. */
@@ -184,6 +185,9 @@ extern int sc_pc_check SC_HIDDEN;	/* 0: the handler never diverts, to prove the 
 #ifdef SC_WIDE_WINDOW
 extern int sc_scope_diversion SC_HIDDEN;	/* 0: scopes end no syscall, likewise */
 #endif
+
+/* reach.c: whether the signal can reach a thread's call (a handler in place, not blocked) */
+int sc_signal_reaches(const struct sc_slot *s, int in_call) SC_HIDDEN;
 
 /* the stub, lib/arch/<arch>/: the syscall nr with its six arguments */
 long sc_stub_enter(struct sc_slot *s, long nr, long a1, long a2, long a3,

@@ -5,6 +5,11 @@
 #include <errno.h>
 #include <sched.h>
 #include <time.h>
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>	/* a no-op outside valgrind */
+#else
+#define VALGRIND_MAKE_MEM_DEFINED(addr, len) ((void)0)
+#endif
 
 static int state_of(const sc_token *tok)
 {
@@ -145,10 +150,21 @@ static int maybe_used_elsewhere(const sc_token *tok)
 	       load_relaxed(&self->scope_depth);
 }
 
+/*
+ * A live token is let go of first, as a destroy would: one that children,
+ * calls or scopes still use stays as it is (EBUSY), and its parent stops
+ * counting it.
+ */
 int sc_token_init(sc_token *tok, sc_token *parent)
 {
-	if (!tok || (parent && !is_live(parent)))
+	int err;
+
+	if (!tok || (parent && !is_live(parent)) || parent == tok)
 		return EINVAL;
+	/* Most tokens are new memory here: reading its state is the point, not a bug. */
+	VALGRIND_MAKE_MEM_DEFINED(&tok->priv_state, sizeof(tok->priv_state));
+	if (is_live(tok) && (err = sc_token_destroy(tok)))
+		return err == EINVAL ? EBUSY : err;
 	if (parent) {
 		__atomic_fetch_add(&parent->priv_children, 1, __ATOMIC_SEQ_CST);
 		if (!live_state(settled_state(parent))) {
@@ -273,11 +289,17 @@ int64_t sc_token_deadline(const sc_token *tok)
 	return dl;
 }
 
+struct cancel_visit {
+	int cause;
+	int unreachable;	/* set when a call's thread cannot get the signal */
+};
+
 static int cancel_call(struct sc_slot *s, void *arg)
 {
+	struct cancel_visit *v = arg;
 	uint64_t call = load_relaxed(&s->call);
 
-	sc_introspect_cause(s, *(const int *)arg);
+	sc_introspect_cause(s, v->cause);
 	if (!call_active(s)) {
 		int handed = sc_scope_poke(s);
 		sc_scope_watch(s);
@@ -285,25 +307,31 @@ static int cancel_call(struct sc_slot *s, void *arg)
 	}
 	sc_scope_watch(s);
 	if (!load_acquire(&s->via_ring))
-		return sc_send_cancel(s, call);
+		return sc_send_cancel(s, call, &v->unreachable);
 	store_release(&s->abort, call);
 	sc_uring_kick(s);
 	return 0;
 }
 
+/*
+ * EIO: the token is cancelled, but a call in flight under it cannot be
+ * interrupted, for its thread blocks the library's signal or the signal's
+ * handler is no longer the library's.
+ */
 int sc_cancel_cause(sc_token *tok, int cause)
 {
 	int none = 0;
+	struct cancel_visit v = { 0 };
 
 	if (!is_live(tok) || cause <= 0)
 		return EINVAL;
 	__atomic_compare_exchange_n(&tok->priv_cause, &none, cause, false,
 				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 	__atomic_fetch_or(&tok->priv_state, SC_TOK_CANCELLED, __ATOMIC_SEQ_CST);
-	cause = load_acquire(&tok->priv_cause);	/* the first recorded wins, for snapshots too */
+	v.cause = load_acquire(&tok->priv_cause);	/* the first recorded wins, for snapshots too */
 	if (load_acquire(&sc_g.signo))
-		sc_registry_visit(tok, cancel_call, &cause);
-	return 0;
+		sc_registry_visit(tok, cancel_call, &v);
+	return v.unreachable ? EIO : 0;
 }
 
 int sc_cancel(sc_token *tok)

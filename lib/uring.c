@@ -437,13 +437,20 @@ static int ring_expired(struct sc_call *c, sc_result *r)
 	return 1;
 }
 
-/* Before the call is published: cancellers must see it is on the ring. */
+/*
+ * Before the call is published: cancellers must see it is on the ring.  A
+ * thread whose ring cannot be made (no descriptor left, no memory, io_uring
+ * turned off since the probe) moves to the signal path, which takes this
+ * call and its later ones; sc_thread_backend() may try the ring again.
+ */
 static int ring_begin(struct sc_slot *s, struct sc_call *c)
 {
 	int err = s->ring ? 0 : ring_open(s);
 
-	if (err)
+	if (err) {
+		sc_uring_select(s, 0);
 		return err;
+	}
 	store_relaxed(&s->via_ring, 1);
 	c->end = own_end(c->req, sc_now_ns());
 	return 0;

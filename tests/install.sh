@@ -1,6 +1,7 @@
 #!/bin/sh
 # make install puts the header, the libraries, the .pc file, the man pages,
-# syscancel-bench and the Python package in DESTDIR and nothing else; the examples build and run
+# syscancel-bench and the Python package in DESTDIR and nothing else; the
+# bench starts there without LD_LIBRARY_PATH; the examples build and run
 # against that install with pkg-config alone, outside the source tree, shared
 # and static; make uninstall removes every file again.
 set -eu
@@ -22,6 +23,13 @@ pages=$(grep -c '/man3/' "$dest/files" || true)
 for f in include/syscancel.h pkgconfig/syscancel.pc man7/syscancel.7 bin/syscancel-bench; do
 	grep -q "/$f\$" "$dest/files" || fail "$f not installed"
 done
+
+# The installed bench starts from the staged tree with no LD_LIBRARY_PATH,
+# on the library installed beside it (its run path is relative to bindir).
+bench="$dest/root$(grep '/bin/syscancel-bench$' "$dest/files")"
+found=$(env -u LD_LIBRARY_PATH ldd "$bench" | sed -n 's/^[[:space:]]*libsyscancel\.so[^ ]* => \([^ ]*\).*/\1/p')
+case $found in "$dest/root"/*) ;; *) fail "installed syscancel-bench does not load the installed libsyscancel (ldd: $found)" ;; esac
+env -u LD_LIBRARY_PATH "$bench" --help >/dev/null 2>&1 || fail "installed syscancel-bench --help failed"
 
 pcdir=$(dirname "$(grep '/syscancel\.pc$' "$dest/files")")
 export PKG_CONFIG_PATH="$dest/root$pcdir"

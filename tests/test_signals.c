@@ -628,9 +628,9 @@ static sc_result read_with_library_signal_blocked(struct bg_call *c)
 
 /*
  * The application must not block the library's signal, but if it does, a
- * cancel cannot wake the call; once the syscall completes anyway the call
- * still returns its result instead of waiting forever for the signal it was
- * sent, and the application's mask is left as it was.  On the io_uring path
+ * cancel cannot wake the call and sc_cancel() reports EIO; once the
+ * syscall completes anyway the call still returns its result, and the
+ * application's mask is left as it was.  On the io_uring path
  * the cancel needs no signal and wakes the call.
  */
 START_TEST(a_call_whose_thread_blocks_the_library_signal_still_returns)
@@ -646,7 +646,16 @@ START_TEST(a_call_whose_thread_blocks_the_library_signal_still_returns)
 	/* Its first call may sleep in the kernel too: wait for the read itself. */
 	wait_at_least(&b.reading, 1, "thread blocks the signal and starts its read");
 	ck_assert(bg_wait_blocked(&c));
-	ck_assert_int_eq(sc_cancel(&tok), 0);
+	/*
+	 * The signal cannot reach the read: the cancel says so (EIO) and sends
+	 * nothing.  Under valgrind, which makes the syscall from its own code,
+	 * the canceller cannot tell the call's wait from a handler's, and sends.
+	 */
+	int err = sc_cancel(&tok);
+	if (under_valgrind())
+		ck_assert(err == 0 || err == EIO);
+	else
+		ck_assert_int_eq(err, backend_is_uring() ? 0 : EIO);
 	if (backend_is_uring()) {
 		assert_cancelled(bg_join(&c));
 	} else {

@@ -287,6 +287,65 @@ START_TEST(destroy_with_live_child_is_busy_until_child_destroyed)
 }
 END_TEST
 
+START_TEST(initialising_a_live_token_with_a_child_is_busy_and_keeps_the_tree)
+{
+	sc_token root, child;
+
+	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&child, &root), 0);
+	ck_assert_int_eq(sc_token_init(&root, NULL), EBUSY);
+	/* The parent still counts its child, and cancelling it still reaches the child. */
+	ck_assert_int_eq(sc_token_destroy(&root), EBUSY);
+	ck_assert_int_eq(sc_cancel(&root), 0);
+	ck_assert(sc_is_cancelled(&child));
+	ck_assert_int_eq(sc_token_destroy(&child), 0);
+	ck_assert_int_eq(sc_token_destroy(&root), 0);
+}
+END_TEST
+
+START_TEST(initialising_a_token_as_its_own_child_is_EINVAL)
+{
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&t, &t), EINVAL);
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+}
+END_TEST
+
+/* The old parent lets go of a child initialised again, which then hangs from the new one. */
+START_TEST(initialising_a_live_unused_child_again_moves_it_to_its_new_parent)
+{
+	sc_token a, b, child;
+
+	ck_assert_int_eq(sc_token_init(&a, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&b, NULL), 0);
+	ck_assert_int_eq(sc_token_init(&child, &a), 0);
+	ck_assert_int_eq(sc_token_init(&child, &b), 0);
+	ck_assert_int_eq(sc_token_destroy(&a), 0);
+	ck_assert_int_eq(sc_token_destroy(&b), EBUSY);
+	ck_assert_int_eq(sc_cancel(&b), 0);
+	ck_assert(sc_is_cancelled(&child));
+	ck_assert_int_eq(sc_token_destroy(&child), 0);
+	ck_assert_int_eq(sc_token_destroy(&b), 0);
+}
+END_TEST
+
+START_TEST(initialising_a_token_a_blocked_call_uses_is_busy_and_the_call_still_cancels)
+{
+	struct bg_call c;
+	sc_token t;
+
+	ck_assert_int_eq(sc_token_init(&t, NULL), 0);
+	bg_read_blocked(&c, &t);
+	ck_assert_int_eq(sc_token_init(&t, NULL), EBUSY);
+	ck_assert_int_eq(sc_cancel(&t), 0);
+	assert_cancelled(bg_join(&c));
+	ck_assert_int_eq(sc_token_destroy(&t), 0);
+	bg_close_pipe(&c);
+}
+END_TEST
+
 START_TEST(destroy_while_call_blocks_on_token_is_busy)
 {
 	struct bg_call c;
@@ -444,6 +503,10 @@ int main(void)
 
 	tcase_add_test(tc, init_gives_a_live_token_that_destroys_cleanly);
 	tcase_add_test(tc, destroyed_token_can_be_initialised_again);
+	tcase_add_test(tc, initialising_a_live_token_with_a_child_is_busy_and_keeps_the_tree);
+	tcase_add_test(tc, initialising_a_token_as_its_own_child_is_EINVAL);
+	tcase_add_test(tc, initialising_a_live_unused_child_again_moves_it_to_its_new_parent);
+	tcase_add_test(tc, initialising_a_token_a_blocked_call_uses_is_busy_and_the_call_still_cancels);
 	tcase_add_test(tc, child_of_cancelled_parent_starts_cancelled);
 	tcase_add_test(tc, cancel_reaches_descendants_but_not_parents_or_siblings);
 	tcase_add_test(tc, cancel_is_sticky_and_idempotent);

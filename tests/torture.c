@@ -2,7 +2,7 @@
  * tests/torture [--full] [--no-pc-check] [--no-scope-diversion]: every
  * torture case, each in a child process, with its counts printed and the
  * run's totals at the end.  CK_RUN_CASE picks one case (race, storm,
- * nested, churn, fork, queue, scope, cond).
+ * nested, churn, fork, queue, scope, cond, sigfd).
  */
 #define _GNU_SOURCE
 #include "torture.h"
@@ -292,6 +292,12 @@ START_TEST(cond)
 }
 END_TEST
 
+START_TEST(sigfd)
+{
+	torture_sigfd(_i);
+}
+END_TEST
+
 #if SC_TSAN
 /* The fork case's children start threads; TSan would kill them for it. */
 const char *__tsan_default_options(void)
@@ -322,6 +328,7 @@ static Suite *torture_suite(void)
 	if (!skipped_under_emulator("the torture's queue case", QEMU_TIMERS))
 		tcase_add_test(add_tcase(s, "queue", bound, init_library), queue);
 	tcase_add_loop_test(add_tcase(s, "cond", bound, init_library), cond, 0, torture_cond_count);
+	tcase_add_loop_test(add_tcase(s, "sigfd", bound, init_library), sigfd, 0, 2);
 	if (scopes_end_plain_calls())
 		tcase_add_loop_test(add_tcase(s, "scope", bound, init_library), scope, 0,
 				    torture_scope_count);

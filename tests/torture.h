@@ -123,6 +123,8 @@ void torture_nested(int restart);
 void torture_churn(void);
 void torture_fork(void);
 void torture_queue(void);
+/* torture-sigfd.c: 0 a signalfd, 1 sigwait, in threads that block every signal. */
+void torture_sigfd(int sigwait);
 /* torture-scope.c: plain libc calls in scopes, the kinds first with cancels, then deadlines. */
 void torture_scope(int index);
 extern const int torture_scope_count;

@@ -5,7 +5,7 @@
 grep -q '^#define HAVE_LIBURING 1' config.h || exit 77
 [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" = 0 ] || exit 77
 status=0
-for t in tokens cancel badinput badcalls calls calltable signals race threads fork scopes deadlines cond introspect; do
+for t in tokens cancel badinput badcalls calls calltable signals race threads fork scopes deadlines cond introspect hostile; do
 	# Not piped straight into sed, whose status would hide a failing suite.
 	out=$(SYSCANCEL_BACKEND=uring ./tests/test_$t) || status=1
 	printf '%s\n' "$out" | sed "s/^[0-9]*%: Checks/uring test_$t: &/"

@@ -1,0 +1,224 @@
+/*
+ * Whether the library's signal can reach a thread's call.  An application
+ * may block the signal in a thread after that thread's first call, or
+ * replace its handler: a signal sent then would wait forever, or be read
+ * as data by a signalfd or sigwait of that thread, or (SIG_DFL) kill the
+ * process.  Cancellers ask before they send; the cost is theirs, a look at
+ * /proc, never the calling thread's.  Async-signal-safe: open, read, close.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifdef SC_HAVE_STUB
+extern const char sc_stub_end[] SC_HIDDEN;
+#endif
+
+/* How long a thread that blocks the signal and runs in its call is looked at. */
+#define RUNNING_PATIENCE_NS 2000000
+/* The most descriptors of a poll looked at for a signalfd. */
+#define POLL_LOOKS 16
+
+static char *put_tid(char *p, unsigned v)
+{
+	char digits[12];
+	int n = 0;
+
+	do
+		digits[n++] = (char)('0' + v % 10);
+	while (v /= 10);
+	while (n)
+		*p++ = digits[--n];
+	return p;
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/*
+ * The mask on the line of file path that starts with key, read in small
+ * pieces: 1 if it holds the library's signal, 0 if not, -1 if unreadable.
+ */
+static int mask_line_holds_signal(const char *path, const char *key)
+{
+	char buf[256];
+	size_t matched = 1, len = strlen(key), hex = 0;	/* the file starts a line */
+	uint64_t mask = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (matched < len) {
+				matched = buf[i] == key[matched] ? matched + 1 : buf[i] == '\n';
+				continue;
+			}
+			int v = hex_value(buf[i]);
+			if (v < 0)
+				goto done;
+			mask = mask << 4 | (unsigned)v;
+			hex++;
+		}
+	}
+done:
+	close(fd);
+	if (!hex)
+		return -1;
+	return (mask >> (sc_g.signo - 1)) & 1;
+}
+
+/* Whether thread tid blocks the library's signal, from SigBlk in its status. */
+static int blocks_signal(int tid)
+{
+	static const char dir[] = "/proc/self/task/";
+	char path[sizeof(dir) + 24];
+
+	memcpy(path, dir, sizeof(dir) - 1);
+	memcpy(put_tid(path + sizeof(dir) - 1, (unsigned)tid), "/status", sizeof("/status"));
+	return mask_line_holds_signal(path, "\nSigBlk:\t");
+}
+
+/* Waiting in the call's own syscall, in the stub; elsewhere is a handler on top of the call. */
+static int waits_in_call(uint64_t pc)
+{
+#ifdef SC_HAVE_STUB
+	return pc == (uintptr_t)sc_stub_end;
+#else
+	(void)pc;
+	return 1;
+#endif
+}
+
+/* The descriptor is a signalfd whose mask holds the library's signal. */
+static int signalfd_holds_signal(long fd)
+{
+	static const char fds[] = "/proc/self/fd/", info[] = "/proc/self/fdinfo/";
+	static const char kind[] = "anon_inode:[signalfd]";
+	char path[sizeof(info) + 24], link[sizeof(kind)];
+	ssize_t n;
+
+	if (fd < 0 || fd > INT_MAX)
+		return 0;
+	memcpy(path, fds, sizeof(fds) - 1);
+	*put_tid(path + sizeof(fds) - 1, (unsigned)fd) = 0;
+	n = readlink(path, link, sizeof(link));
+	if (n != sizeof(kind) - 1 || memcmp(link, kind, (size_t)n))
+		return 0;
+	memcpy(path, info, sizeof(info) - 1);
+	*put_tid(path + sizeof(info) - 1, (unsigned)fd) = 0;
+	return mask_line_holds_signal(path, "\nsigmask:\t") != 0;
+}
+
+/* Copies n bytes of the waiting thread's argument at addr; 0 if they cannot be read. */
+static int peek(long addr, void *buf, size_t n)
+{
+	struct iovec local = { buf, n }, remote = { (void *)addr, n };
+
+	return addr && process_vm_readv(sc_g.pid, &local, 1, &remote, 1, 0) == (ssize_t)n;
+}
+
+/* A poll of a few descriptors, one of them such a signalfd. */
+static int polls_signalfd(long addr, unsigned long n)
+{
+	struct pollfd fds[POLL_LOOKS];
+
+	if (n > POLL_LOOKS || !peek(addr, fds, n * sizeof(fds[0])))
+		return 0;
+	for (unsigned long i = 0; i < n; i++)
+		if ((fds[i].events & POLLIN) && signalfd_holds_signal(fds[i].fd))
+			return 1;
+	return 0;
+}
+
+/* A sigwait's set, which the kernel took at entry, holds the library's signal. */
+static int set_holds_signal(long addr)
+{
+	uint64_t set;
+
+	return peek(addr, &set, sizeof(set)) && ((set >> (sc_g.signo - 1)) & 1);
+}
+
+/*
+ * The syscall the thread waits in would hand the library's signal over as
+ * data rather than be interrupted by it, even with the signal unblocked: a
+ * read of a signalfd whose mask holds it (or a poll of one, which would
+ * report it ready), or a sigwait on a set that holds it.  Its arguments are
+ * copied with process_vm_readv, which fails rather than faults on a pointer
+ * gone bad.
+ */
+static int takes_signal_as_data(const struct sc_syscall *c)
+{
+	switch (c->nr) {
+	case SYS_read:
+	case SYS_readv:
+		return signalfd_holds_signal(c->args[0]);
+#ifdef SYS_poll
+	case SYS_poll:
+#endif
+	case SYS_ppoll:
+		return polls_signalfd(c->args[0], (unsigned long)c->args[1]);
+	case SYS_rt_sigtimedwait:
+		return set_holds_signal(c->args[0]);
+	}
+	return 0;
+}
+
+/*
+ * Waiting in its call's syscall, the thread cannot get the signal if it
+ * blocks it (the mask does not change during a call), nor if that syscall
+ * would take it as data.  Waiting elsewhere it is in an application handler
+ * on top of the call.  Running with the signal blocked, it is in such a
+ * handler or between the call's entry and its syscall: look again, for a
+ * while, until it waits.  A handler that runs on gets the signal, which
+ * lands when it returns.
+ */
+static int reaches_call(int tid)
+{
+	int64_t end = sc_now_ns() + RUNNING_PATIENCE_NS;
+
+	for (;;) {
+		struct sc_syscall c;
+		uint64_t sp, pc;
+		int err = sc_proc_blocked_syscall(tid, &c, &sp, &pc);
+
+		if (!err)
+			return !waits_in_call(pc) ||
+			       (!takes_signal_as_data(&c) && blocks_signal(tid) != 1);
+		/* Running with the signal open: it lands before the thread waits. */
+		if (err != EAGAIN || blocks_signal(tid) != 1 || sc_now_ns() >= end)
+			return 1;
+		sched_yield();
+	}
+}
+
+/*
+ * in_call: the thread is in a call of the library; else in a scope, where
+ * any code runs and a blocked signal ends nothing.
+ */
+int sc_signal_reaches(const struct sc_slot *s, int in_call)
+{
+	int tid = load_relaxed(&s->tid);
+
+	if (!sc_handler_in_place())
+		return 0;
+	/* A canceller in a handler on top of its own call: the signal lands once it returns. */
+	if (tid == gettid())
+		return 1;
+	return in_call ? reaches_call(tid) : blocks_signal(tid) != 1;
+}
