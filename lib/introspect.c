@@ -292,8 +292,11 @@ static const char *arg_label(long nr)
 	case SYS_pread64: case SYS_pwrite64: case SYS_recvfrom: case SYS_sendto:
 	case SYS_recvmsg: case SYS_sendmsg: case SYS_recvmmsg: case SYS_sendmmsg:
 	case SYS_accept: case SYS_accept4: case SYS_connect: case SYS_flock: case SYS_fcntl:
-	case SYS_epoll_wait: case SYS_epoll_pwait: case SYS_io_uring_enter:
+	case SYS_epoll_pwait: case SYS_io_uring_enter:
 	case SYS_close: case SYS_fsync: case SYS_fdatasync: case SYS_ioctl:
+#ifdef SYS_epoll_wait
+	case SYS_epoll_wait:
+#endif
 #ifdef SYS_epoll_pwait2
 	case SYS_epoll_pwait2:
 #endif

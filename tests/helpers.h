@@ -50,6 +50,8 @@ bool under_valgrind(void);
  * $SC_EMULATOR names it).  If so, prints that test is skipped and why.
  */
 bool skipped_under_emulator(const char *test, const char *why);
+#define QEMU_MASKS "qemu-user keeps the guest's signal masks itself: /proc shows the library's " \
+	"signal open in a thread that blocks it"
 #define QEMU_TIMERS "qemu-user gives a process 32 POSIX timers, fewer than one per thread here"
 #define QEMU_FORK "qemu-user fails an assertion when a fork child of a multithreaded process " \
 	"makes threads"
