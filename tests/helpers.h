@@ -52,6 +52,8 @@ bool under_valgrind(void);
 bool skipped_under_emulator(const char *test, const char *why);
 #define QEMU_MASKS "qemu-user keeps the guest's signal masks itself: /proc shows the library's " \
 	"signal open in a thread that blocks it"
+#define QEMU_PROC_SYSCALL "qemu-user's threads show the host's syscall numbers in " \
+	"/proc/TID/syscall"
 #define QEMU_TIMERS "qemu-user gives a process 32 POSIX timers, fewer than one per thread here"
 #define QEMU_FORK "qemu-user fails an assertion when a fork child of a multithreaded process " \
 	"makes threads"

@@ -581,8 +581,9 @@ int main(void)
 	tcase_add_test(dump, a_dump_has_a_line_per_call_with_its_thread_call_token_age_and_deadline);
 	tcase_add_test(dump,
 		       sc_dump_from_a_signal_handler_while_calls_start_and_end_completes_every_time);
-	tcase_add_test(scopes,
-		       a_thread_in_a_scope_is_listed_with_its_token_and_the_syscall_it_waits_in);
+	if (!skipped_under_emulator("a thread in a scope is listed", QEMU_PROC_SYSCALL))
+		tcase_add_test(scopes,
+			a_thread_in_a_scope_is_listed_with_its_token_and_the_syscall_it_waits_in);
 #if defined(__x86_64__)
 	if (scopes_end_syscalls_here())
 		tcase_add_test(scopes, a_cancelled_scope_is_listed_cancelled_with_the_cancel_s_cause);
