@@ -369,9 +369,10 @@ static inline void sc_call_exit(struct sc_slot *s)
 		compiler_barrier();
 	else
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (unlikely(load_acquire(&s->pins) | load_relaxed(&s->timer_armed) |
-		     (load_relaxed(&s->deadline) != SC_NO_DEADLINE)))
+	if (unlikely(load_acquire(&s->pins) | load_relaxed(&s->timer_armed)))
 		sc_call_exit_slow(s);
+	else if (unlikely(load_relaxed(&s->deadline) != SC_NO_DEADLINE))
+		store_relaxed(&s->deadline, SC_NO_DEADLINE);	/* no canceller holds the slot */
 }
 
 /* Live, not cancelled, no deadline up the chain, and marked as used by this thread. */

@@ -303,8 +303,8 @@ void sc_slot_settle(struct sc_slot *s)
 }
 
 /*
- * Also a call whose slot holds a deadline: its own, or one a canceller
- * moved onto a plain call, which must not outlive it.
+ * A call's deadline, its own or one a canceller moved onto a plain call,
+ * must not outlive it.
  */
 void sc_call_exit_slow(struct sc_slot *s)
 {
