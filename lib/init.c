@@ -141,7 +141,6 @@ static int init_locked(const sc_config *cfg)
 	if (err)
 		return err;
 	sc_g.pid = getpid();
-	sc_g.uid = getuid();
 	sc_g.uring_default = backend == SC_BACKEND_URING;
 	init_backend = backend;
 	register_membarrier();

@@ -102,7 +102,6 @@ static inline int call_aborted(const struct sc_slot *s)
 struct sc_globals {
 	int signo;
 	int pid;
-	int uid;
 	int use_membarrier;
 	int uring_default;	/* new threads' calls go through io_uring */
 };
