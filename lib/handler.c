@@ -163,25 +163,28 @@ int sc_handler_in_place(void)
 }
 
 /*
- * A call that ends waits for the signals sent to it.  If the application
- * blocked the library's signal meanwhile, let the pending ones land now;
- * those still missing then were taken by a signalfd or a sigwait of this
- * thread, and if it replaced the handler they will never be counted
- * either: stop waiting for them.
+ * A call that ends waits for the signals sent to it.  One sent while the
+ * thread blocked the library's signal is pending: let it land now, in a
+ * moment with the signal unblocked.  Those still missing then were taken
+ * by a signalfd or a sigwait of this thread, and if the application
+ * replaced the handler none will be counted (nor let through to its
+ * handler): stop waiting for them.
  */
 void sc_signal_unstick(struct sc_slot *s)
 {
 	sigset_t set, old;
 	int was_blocked = 0;
 
-	sigemptyset(&set);
-	sigaddset(&set, sc_g.signo);
-	if (!pthread_sigmask(SIG_UNBLOCK, &set, &old)) {
-		was_blocked = sigismember(&old, sc_g.signo) == 1;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (sc_handler_in_place()) {
+		sigemptyset(&set);
+		sigaddset(&set, sc_g.signo);
+		if (!pthread_sigmask(SIG_UNBLOCK, &set, &old)) {
+			was_blocked = sigismember(&old, sc_g.signo) == 1;
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+		}
+		if (!was_blocked)
+			return;
 	}
-	if (!was_blocked && sc_handler_in_place())
-		return;
 	for (uint32_t n = __atomic_exchange_n(&s->signal_pins, 0, __ATOMIC_ACQ_REL); n; n--)
 		sc_slot_unpin(s);
 }
@@ -231,11 +234,25 @@ static int signal_on_its_way(struct sc_slot *s)
 }
 
 /*
+ * After sc_send_cancel, for a canceller that answers for the call: the
+ * signal has not landed, and will not while the call waits, for the thread
+ * blocks it.  It stays pending until the call ends on its own, which takes
+ * it (registry.c).  Asked last, so that most signals have landed by then:
+ * the look at the mask is dear.
+ */
+int sc_cancel_held_back(struct sc_slot *s, uint64_t call)
+{
+	return SC_STUB_PRESENT && !sc_signal_landed(s, call) &&
+	       sc_signal_held_back(s, call, 1) && load_acquire(&s->call) == call;
+}
+
+/*
  * Called with the slot pinned and its call seen in flight under a cancelled
- * token.  Where the signal cannot reach the call (reach.c), nothing is sent
- * and *unreachable is set.  With the stub the pin travels with the signal: the target drops
- * it when the signal lands, so it need not wait for this thread to run
- * again.  Without it a signal landing just before the kernel entry is lost,
+ * token.  Where the handler is gone or the call would take the signal as
+ * data (reach.c), nothing is sent and *unreachable is set; a canceller that
+ * answers for the call asks sc_cancel_held_back() later.  With the stub
+ * the pin travels with the signal: the target drops it when the signal
+ * lands, so it need not wait for this thread to run again.  Without it a signal landing just before the kernel entry is lost,
  * so the timer backs every cancel up; no canceller ever waits, not even one
  * in a handler on top of the very call it cancels.
  */
@@ -252,7 +269,7 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable)
 		return 0;
 	store_release(&s->abort, call);
 	/* A thread not yet past the stub's check still sees the abort. */
-	if (!sc_signal_reaches(s, 1)) {
+	if (!sc_signal_may_reach(s, 1)) {
 		*unreachable = 1;
 		return 0;
 	}
@@ -262,6 +279,10 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable)
 			return 1;
 		__atomic_fetch_sub(&s->signal_pins, 1, __ATOMIC_RELAXED);
 		count(&sc_signal_counts.refused);
+	} else if (sc_signal_held_back(s, call, 0)) {
+		/* No pin to take it at the call's end: ask first, send nothing. */
+		*unreachable = 1;
+		return 0;
 	} else if (send_signal(tid, 0, sc_g.pid, 0)) {
 		count(&sc_signal_counts.refused);
 	}
@@ -276,7 +297,7 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable)
  */
 int sc_send_scope_signal(struct sc_slot *s, long nr, uint64_t sig)
 {
-	if (!sc_signal_reaches(s, 0))
+	if (!sc_signal_may_reach(s, 0))
 		return 0;
 	__atomic_fetch_add(&s->signal_pins, 1, __ATOMIC_RELEASE);
 	if (!send_signal(load_relaxed(&s->tid), SCOPE_COOKIE, (int)nr, sig))

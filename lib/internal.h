@@ -155,6 +155,7 @@ int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
 /* handler.c */
 int sc_handler_install(int signo) SC_HIDDEN;
 int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable) SC_HIDDEN;
+int sc_cancel_held_back(struct sc_slot *s, uint64_t call) SC_HIDDEN;
 int sc_handler_in_place(void) SC_HIDDEN;
 /* A signal for a thread in a scope, naming the syscall it was seen blocked in. */
 int sc_send_scope_signal(struct sc_slot *s, long nr, uint64_t sig) SC_HIDDEN;
@@ -185,8 +186,17 @@ extern int sc_pc_check SC_HIDDEN;	/* 0: the handler never diverts, to prove the 
 extern int sc_scope_diversion SC_HIDDEN;	/* 0: scopes end no syscall, likewise */
 #endif
 
-/* reach.c: whether the signal can reach a thread's call (a handler in place, not blocked) */
-int sc_signal_reaches(const struct sc_slot *s, int in_call) SC_HIDDEN;
+/* reach.c: whether the signal can reach a thread's call or scope */
+/* Before a send: the handler in place, and a call's syscall would not take it as data. */
+int sc_signal_may_reach(const struct sc_slot *s, int in_call) SC_HIDDEN;
+/* The thread blocks the signal where its call waits; sent: one is on its way. */
+int sc_signal_held_back(const struct sc_slot *s, uint64_t call, int sent) SC_HIDDEN;
+
+/* The call has left, or the signals carrying pins have all landed. */
+static inline int sc_signal_landed(const struct sc_slot *s, uint64_t call)
+{
+	return load_acquire(&s->call) != call || !load_acquire(&s->signal_pins);
+}
 
 /* the stub, lib/arch/<arch>/: the syscall nr with its six arguments */
 long sc_stub_enter(struct sc_slot *s, long nr, long a1, long a2, long a3,

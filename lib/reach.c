@@ -3,8 +3,11 @@
  * may block the signal in a thread after that thread's first call, or
  * replace its handler: a signal sent then would wait forever, or be read
  * as data by a signalfd or sigwait of that thread, or (SIG_DFL) kill the
- * process.  Cancellers ask before they send; the cost is theirs, a look at
- * /proc, never the calling thread's.  Async-signal-safe: open, read, close.
+ * process.  Cancellers ask before they send whether the handler is still
+ * the library's and whether the call would take the signal as data; the
+ * mask, the dearest look at /proc, only after sending, while the signal is
+ * on its way.  The cost is the canceller's, never the calling thread's.
+ * Async-signal-safe: open, read, readlink, fstat, close.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -14,6 +17,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -105,6 +109,17 @@ static int waits_in_call(uint64_t pc)
 #endif
 }
 
+/* Sockets, pipes and devices, the usual descriptors, are told apart without a readlink. */
+static int maybe_anon_inode(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return 0;
+	return !S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode) &&
+	       !S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 /* The descriptor is a signalfd whose mask holds the library's signal. */
 static int signalfd_holds_signal(long fd)
 {
@@ -113,7 +128,7 @@ static int signalfd_holds_signal(long fd)
 	char path[sizeof(info) + 24], link[sizeof(kind)];
 	ssize_t n;
 
-	if (fd < 0 || fd > INT_MAX)
+	if (fd < 0 || fd > INT_MAX || !maybe_anon_inode((int)fd))
 		return 0;
 	memcpy(path, fds, sizeof(fds) - 1);
 	*put_tid(path + sizeof(fds) - 1, (unsigned)fd) = 0;
@@ -146,72 +161,48 @@ static int polls_signalfd(long addr, unsigned long n)
 	return 0;
 }
 
-/* A sigwait's set, which the kernel took at entry, holds the library's signal. */
-static int set_holds_signal(long addr)
+/*
+ * A poll of a signalfd, from the syscall /proc shows the thread waiting in:
+ * the slot publishes no descriptor count.  One that runs is not waiting yet.
+ */
+static int waits_polling_signalfd(int tid)
 {
-	uint64_t set;
+	struct sc_syscall c;
+	uint64_t sp, pc;
 
-	return peek(addr, &set, sizeof(set)) && ((set >> (sc_g.signo - 1)) & 1);
+	if (sc_proc_blocked_syscall(tid, &c, &sp, &pc) || !waits_in_call(pc))
+		return 0;
+	return polls_signalfd(c.args[0], (unsigned long)c.args[1]);
 }
 
 /*
- * The syscall the thread waits in would hand the library's signal over as
- * data rather than be interrupted by it, even with the signal unblocked: a
- * read of a signalfd whose mask holds it (or a poll of one, which would
- * report it ready), or a sigwait on a set that holds it.  Its arguments are
- * copied with process_vm_readv, which fails rather than faults on a pointer
- * gone bad.
+ * The call would take the library's signal as data rather than be
+ * interrupted by it, even with the signal unblocked: a read of a signalfd
+ * whose mask holds it, or a poll of one, which would report it ready.  The
+ * slot says which syscall the call makes.  Signal sets the library hands the
+ * kernel never hold its signal (syscall.c), so no sigwait is asked about.
  */
-static int takes_signal_as_data(const struct sc_syscall *c)
+static int takes_signal_as_data(const struct sc_slot *s, int tid)
 {
-	switch (c->nr) {
+	switch (load_relaxed(&s->nr)) {
 	case SYS_read:
 	case SYS_readv:
-		return signalfd_holds_signal(c->args[0]);
+		return signalfd_holds_signal(load_relaxed(&s->arg));
 #ifdef SYS_poll
 	case SYS_poll:
 #endif
 	case SYS_ppoll:
-		return polls_signalfd(c->args[0], (unsigned long)c->args[1]);
-	case SYS_rt_sigtimedwait:
-		return set_holds_signal(c->args[0]);
+		return waits_polling_signalfd(tid);
 	}
 	return 0;
 }
 
 /*
- * Waiting in its call's syscall, the thread cannot get the signal if it
- * blocks it (the mask does not change during a call), nor if that syscall
- * would take it as data.  Waiting elsewhere it is in an application handler
- * on top of the call.  Running with the signal blocked, it is in such a
- * handler or between the call's entry and its syscall: look again, for a
- * while, until it waits.  A handler that runs on gets the signal, which
- * lands when it returns.
+ * Before a send.  in_call: the thread is in a call of the library; else in
+ * a scope, where any code runs and a blocked signal ends nothing, so the
+ * mask is looked at first.
  */
-static int reaches_call(int tid)
-{
-	int64_t end = sc_now_ns() + RUNNING_PATIENCE_NS;
-
-	for (;;) {
-		struct sc_syscall c;
-		uint64_t sp, pc;
-		int err = sc_proc_blocked_syscall(tid, &c, &sp, &pc);
-
-		if (!err)
-			return !waits_in_call(pc) ||
-			       (!takes_signal_as_data(&c) && blocks_signal(tid) != 1);
-		/* Running with the signal open: it lands before the thread waits. */
-		if (err != EAGAIN || blocks_signal(tid) != 1 || sc_now_ns() >= end)
-			return 1;
-		sched_yield();
-	}
-}
-
-/*
- * in_call: the thread is in a call of the library; else in a scope, where
- * any code runs and a blocked signal ends nothing.
- */
-int sc_signal_reaches(const struct sc_slot *s, int in_call)
+int sc_signal_may_reach(const struct sc_slot *s, int in_call)
 {
 	int tid = load_relaxed(&s->tid);
 
@@ -220,5 +211,35 @@ int sc_signal_reaches(const struct sc_slot *s, int in_call)
 	/* A canceller in a handler on top of its own call: the signal lands once it returns. */
 	if (tid == gettid())
 		return 1;
-	return in_call ? reaches_call(tid) : blocks_signal(tid) != 1;
+	return in_call ? !takes_signal_as_data(s, tid) : blocks_signal(tid) != 1;
+}
+
+/*
+ * After a send to a call (sent), until the signal has landed, or before
+ * one: whether the thread blocks the signal while waiting in its call, where it would stay pending until the
+ * call ends on its own (the call's end then takes it, registry.c).  Running
+ * with the signal blocked, the thread is in a handler on top of the call or
+ * between the call's entry and its syscall: look again, for a while, until
+ * it waits.  Waiting elsewhere it is in an application handler, and the
+ * signal lands when that returns.
+ */
+int sc_signal_held_back(const struct sc_slot *s, uint64_t call, int sent)
+{
+	int tid = load_relaxed(&s->tid);
+	int64_t end = sc_now_ns() + RUNNING_PATIENCE_NS;
+
+	if (tid == gettid())
+		return 0;
+	while (!(sent && sc_signal_landed(s, call)) && blocks_signal(tid) == 1) {
+		struct sc_syscall c;
+		uint64_t sp, pc;
+		int err = sc_proc_blocked_syscall(tid, &c, &sp, &pc);
+
+		if (!err)
+			return waits_in_call(pc) && blocks_signal(tid) == 1;
+		if (err != EAGAIN || sc_now_ns() >= end)
+			return 0;
+		sched_yield();
+	}
+	return 0;
 }

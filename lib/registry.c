@@ -278,6 +278,9 @@ static void wait_unpinned(struct sc_slot *s)
 
 	const struct timespec patience = { 0, 50000000 };
 
+	/* A cancel found the thread blocking the signal: it is pending here. */
+	if (load_acquire(&s->signal_pins))
+		sc_signal_unstick(s);
 	while ((pins = load_acquire(&s->pins)))
 		if (syscall(SYS_futex, &s->pins, FUTEX_WAIT_PRIVATE, pins, &patience,
 			    NULL, 0) && errno == ETIMEDOUT)

@@ -289,10 +289,40 @@ int64_t sc_token_deadline(const sc_token *tok)
 	return dl;
 }
 
+/*
+ * The calls signalled, whose landing is looked at after the walk: by then
+ * most signals have landed, and the look at a thread's mask is dear.  When
+ * more are signalled, the one signalled longest ago is looked at first.
+ */
+#define CANCEL_LATER_CHECKS 32
+
 struct cancel_visit {
 	int cause;
 	int unreachable;	/* set when a call's thread cannot get the signal */
+	unsigned sent;
+	struct sc_slot *slots[CANCEL_LATER_CHECKS];
+	uint64_t calls[CANCEL_LATER_CHECKS];
 };
+
+static void check_later(struct cancel_visit *v, struct sc_slot *s, uint64_t call)
+{
+	unsigned i = v->sent++ % CANCEL_LATER_CHECKS;
+
+	if (v->sent > CANCEL_LATER_CHECKS && !v->unreachable)
+		v->unreachable = sc_cancel_held_back(v->slots[i], v->calls[i]);
+	v->slots[i] = s;
+	v->calls[i] = call;
+}
+
+static int any_held_back(const struct cancel_visit *v)
+{
+	unsigned n = v->sent < CANCEL_LATER_CHECKS ? v->sent : CANCEL_LATER_CHECKS;
+
+	for (unsigned i = 0; i < n && !v->unreachable; i++)
+		if (sc_cancel_held_back(v->slots[i], v->calls[i]))
+			return 1;
+	return v->unreachable;
+}
 
 static int cancel_call(struct sc_slot *s, void *arg)
 {
@@ -306,8 +336,12 @@ static int cancel_call(struct sc_slot *s, void *arg)
 		return handed;
 	}
 	sc_scope_watch(s);
-	if (!load_acquire(&s->via_ring))
-		return sc_send_cancel(s, call, &v->unreachable);
+	if (!load_acquire(&s->via_ring)) {
+		int handed = sc_send_cancel(s, call, &v->unreachable);
+
+		check_later(v, s, call);
+		return handed;
+	}
 	store_release(&s->abort, call);
 	sc_uring_kick(s);
 	return 0;
@@ -331,7 +365,7 @@ int sc_cancel_cause(sc_token *tok, int cause)
 	v.cause = load_acquire(&tok->priv_cause);	/* the first recorded wins, for snapshots too */
 	if (load_acquire(&sc_g.signo))
 		sc_registry_visit(tok, cancel_call, &v);
-	return v.unreachable ? EIO : 0;
+	return any_held_back(&v) ? EIO : 0;
 }
 
 int sc_cancel(sc_token *tok)

@@ -135,15 +135,28 @@ static bool wait_sc_side_asleep(const struct stream *s, int64_t bound_ns)
 	return false;
 }
 
-/* The plain side's pause: short, or one time in four until the other side sleeps in a call. */
+/* Wait, for bound_ns at most, until the syscancel side's call number i has returned. */
+static void wait_sc_call_returned(const struct stream *s, long i, int64_t bound_ns)
+{
+	int64_t end = sc_now_ns() + bound_ns;
+
+	while (!load(&s->stop) && load(&s->returned) < i && sc_now_ns() < end)
+		sched_yield();
+}
+
+/*
+ * The plain side's pause: short, or one time in four until the other side
+ * sleeps in a call and a while longer, so that the canceller finds it
+ * asleep there too, not only racing this side's wake-up.
+ */
 static void plain_pause(const struct stream *s, uint32_t *seed)
 {
 	uint32_t x = xorshift(seed);
 
-	if (x % 4 == 0)
-		wait_sc_side_asleep(s, 200 * 1000);
-	else
+	if (x % 4)
 		spin_ns(x % s->pace_ns);
+	else if (wait_sc_side_asleep(s, 200 * 1000))
+		wait_sc_call_returned(s, load(&s->cur), 200 * 1000);
 }
 
 /* The side that writes goes on while this says so. */
