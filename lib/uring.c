@@ -155,6 +155,20 @@ static int poll_would_wait(struct pollfd *pfd)
 }
 
 /*
+ * A ppoll's timeout, which the ring keeps itself: none, or one the kernel
+ * would take.  A bad pointer (EFAULT) or value (EINVAL) takes the signal path.
+ */
+static int timeout_usable(long addr)
+{
+	struct timespec ts;
+
+	if (!addr)
+		return 1;
+	return !sc_copy_in(&ts, (const void *)addr, sizeof(ts)) && ts.tv_sec >= 0 &&
+	       ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L;
+}
+
+/*
  * Which requests the ring runs as the syscall would; the others take the
  * signal path, which gives the syscall's own result.
  */
@@ -178,7 +192,8 @@ int sc_uring_can_run(const struct sc_req *req)
 	case SYS_clock_nanosleep:
 		return !!(req->flags & SC_REQ_SLEEP);
 	case SYS_ppoll:			/* one fd, no mask */
-		return a[1] == 1 && !a[3] && poll_would_wait((struct pollfd *)a[0]);
+		return a[1] == 1 && !a[3] && timeout_usable(a[2]) &&
+		       poll_would_wait((struct pollfd *)a[0]);
 	}
 	return 0;
 }
@@ -246,15 +261,30 @@ static enum kind prep(struct io_uring_sqe *sqe, const struct sc_req *req,
 	return PLAIN;
 }
 
-/* When the request's own time is up: a poll's timeout, a sleep's end. */
+/*
+ * A ppoll's end, from the caller's timeout (checked, but the caller's to
+ * change or unmap meanwhile: copied again, and one gone ends the poll).
+ */
+static int64_t poll_end(long addr, int64_t start)
+{
+	struct timespec ts;
+
+	if (!addr)
+		return SC_NO_DEADLINE;
+	if (sc_copy_in(&ts, (const void *)addr, sizeof(ts)) || ts.tv_sec < 0 || ts.tv_nsec < 0)
+		return start;
+	if (ts.tv_sec >= (SC_NO_DEADLINE - start) / 1000000000LL - 1)
+		return SC_NO_DEADLINE;
+	return start + ns_of(&ts);
+}
+
+/* When the request's own time is up: a poll's timeout, a sleep's end (the library's). */
 static int64_t own_end(const struct sc_req *req, int64_t start)
 {
-	const struct timespec *ts = (const struct timespec *)req->args[2];
-
 	if (req->nr == SYS_clock_nanosleep)
-		return ns_of(ts);
-	if (req->nr == SYS_ppoll && ts)
-		return start + ns_of(ts);
+		return ns_of((const struct timespec *)req->args[2]);
+	if (req->nr == SYS_ppoll)
+		return poll_end(req->args[2], start);
 	return SC_NO_DEADLINE;
 }
 

@@ -83,6 +83,24 @@ START_TEST(bad_poll_array_is_EFAULT)
 }
 END_TEST
 
+/*
+ * A raw ppoll of one descriptor with a timeout the kernel cannot read, or
+ * one it refuses: on either backend the syscall's own answer, never a read
+ * of the bad memory by the library.
+ */
+START_TEST(bad_ppoll_timeout_is_EFAULT_or_EINVAL)
+{
+	struct timespec bad_ns = { 0, -1 };
+	int p[2];
+
+	make_pipe(p);
+	struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+	assert_error(sc_syscall(NULL, SYS_ppoll, (long)&pfd, 1, 16, 0, 8, 0), EFAULT);
+	assert_error(sc_syscall(NULL, SYS_ppoll, (long)&pfd, 1, (long)&bad_ns, 0, 8, 0), EINVAL);
+	close_pipe(p);
+}
+END_TEST
+
 START_TEST(null_token_pointer_is_EINVAL)
 {
 	ck_assert_int_eq(sc_token_init(NULL, NULL), EINVAL);
@@ -462,6 +480,7 @@ int main(void)
 	tcase_add_test(tc, bad_fd_is_EBADF);
 	tcase_add_test(tc, bad_buffer_pointer_is_EFAULT);
 	tcase_add_test(tc, bad_poll_array_is_EFAULT);
+	tcase_add_test(tc, bad_ppoll_timeout_is_EFAULT_or_EINVAL);
 	tcase_add_test(tc, null_token_pointer_is_EINVAL);
 	tcase_add_test(tc, null_token_is_never_cancelled);
 	tcase_add_test(tc, zeroed_token_is_EINVAL);
