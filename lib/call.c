@@ -241,7 +241,7 @@ static int run_on_ring(struct sc_slot *s, sc_token *tok, const struct sc_req *re
 
 	if (be->begin(s, &c))
 		return 1;
-	sc_call_enter(s, tok, req->nr, req->args[0]);
+	sc_call_enter(s, tok, req->nr, req->args[0], req->args[1]);
 	*r = live(s, tok, be, &c, SC_NOT_ENTERED, &handover);
 	sc_call_exit(s);
 	be->end(s);
@@ -261,6 +261,6 @@ sc_result sc_run_req(sc_token *tok, const struct sc_req *req)
 		return run_nested(req);
 	if ((s->call & SC_CALL_URING) && sc_uring_can_run(req) && !run_on_ring(s, tok, req, &r))
 		return r;
-	sc_call_enter(s, tok, req->nr, req->args[0]);
+	sc_call_enter(s, tok, req->nr, req->args[0], req->args[1]);
 	return sc_run_resume(s, tok, req, SC_NOT_ENTERED);
 }

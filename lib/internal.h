@@ -53,7 +53,8 @@ struct sc_slot {
 	int via_ring;		/* the call in flight goes through the thread's io_uring */
 	/*
 	 * The second cache line (on 64-bit): what a snapshot reads besides the first, as
-	 * it walks the list.  The call's syscall and first argument; when a
+	 * it walks the list.  The call's syscall and first two arguments (a
+	 * canceller looks for a signalfd in a poll's array with them); when a
 	 * snapshot first saw the call or scope keyed seen_key (introspect.c);
 	 * a canceller's cause for the one keyed cause_key.
 	 */
@@ -62,6 +63,7 @@ struct sc_slot {
 	int seen_lock;
 	long nr;
 	long arg;
+	long arg2;
 	uint64_t seen_key;
 	int64_t seen_ns;
 	uint64_t cause_key;
@@ -349,14 +351,16 @@ static inline sc_result sc_completed(long v)
  * SC_NO_CALL_INFO: the benchmark's build of the path without what only
  * snapshots read, to show what it costs.
  */
-static inline void sc_call_enter(struct sc_slot *s, sc_token *tok, long nr, long arg)
+static inline void sc_call_enter(struct sc_slot *s, sc_token *tok, long nr, long arg,
+				 long arg2)
 {
 #ifndef SC_NO_CALL_INFO
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	store_relaxed(&s->nr, nr);
 	store_relaxed(&s->arg, arg);
+	store_relaxed(&s->arg2, arg2);
 #else
-	(void)nr, (void)arg;
+	(void)nr, (void)arg, (void)arg2;
 #endif
 	store_relaxed(&s->tok, tok);
 	store_release(&s->call, s->call + SC_CALL_NEXT + SC_CALL_ACTIVE);
@@ -414,7 +418,7 @@ sc_result sc_run(sc_token *tok, long nr, long a1, long a2, long a3, long a4, lon
 	if (unlikely(!s || (load_relaxed(&s->call) & (SC_CALL_ACTIVE | SC_CALL_URING)) ||
 		     load_relaxed(&s->scope_depth)))
 		return sc_run_req(tok, SC_REQ(nr, a1, a2, a3, a4, a5, a6));
-	sc_call_enter(s, tok, nr, a1);
+	sc_call_enter(s, tok, nr, a1, a2);
 	if (likely(sc_chain_plain(tok, load_relaxed(&s->tid)))) {
 		v = sc_stub_enter(s, nr, a1, a2, a3, a4, a5, a6);
 		if (likely(v != -EINTR && v != SC_STUB_CANCELLED)) {

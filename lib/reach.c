@@ -19,7 +19,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #ifdef SC_HAVE_STUB
@@ -143,9 +142,7 @@ static int signalfd_holds_signal(long fd)
 /* Copies n bytes of the waiting thread's argument at addr; 0 if they cannot be read. */
 static int peek(long addr, void *buf, size_t n)
 {
-	struct iovec local = { buf, n }, remote = { (void *)addr, n };
-
-	return addr && process_vm_readv(sc_g.pid, &local, 1, &remote, 1, 0) == (ssize_t)n;
+	return addr && !sc_copy_in(buf, (const void *)addr, n);
 }
 
 /* A poll of a few descriptors, one of them such a signalfd. */
@@ -162,27 +159,14 @@ static int polls_signalfd(long addr, unsigned long n)
 }
 
 /*
- * A poll of a signalfd, from the syscall /proc shows the thread waiting in:
- * the slot publishes no descriptor count.  One that runs is not waiting yet.
- */
-static int waits_polling_signalfd(int tid)
-{
-	struct sc_syscall c;
-	uint64_t sp, pc;
-
-	if (sc_proc_blocked_syscall(tid, &c, &sp, &pc) || !waits_in_call(pc))
-		return 0;
-	return polls_signalfd(c.args[0], (unsigned long)c.args[1]);
-}
-
-/*
  * The call would take the library's signal as data rather than be
  * interrupted by it, even with the signal unblocked: a read of a signalfd
  * whose mask holds it, or a poll of one, which would report it ready.  The
- * slot says which syscall the call makes.  Signal sets the library hands the
- * kernel never hold its signal (syscall.c), so no sigwait is asked about.
+ * slot says which syscall the call makes, with what.  Signal sets the
+ * library hands the kernel never hold its signal (syscall.c), so no sigwait
+ * is asked about.
  */
-static int takes_signal_as_data(const struct sc_slot *s, int tid)
+static int takes_signal_as_data(const struct sc_slot *s)
 {
 	switch (load_relaxed(&s->nr)) {
 	case SYS_read:
@@ -192,7 +176,7 @@ static int takes_signal_as_data(const struct sc_slot *s, int tid)
 	case SYS_poll:
 #endif
 	case SYS_ppoll:
-		return waits_polling_signalfd(tid);
+		return polls_signalfd(load_relaxed(&s->arg), (unsigned long)load_relaxed(&s->arg2));
 	}
 	return 0;
 }
@@ -211,7 +195,7 @@ int sc_signal_may_reach(const struct sc_slot *s, int in_call)
 	/* A canceller in a handler on top of its own call: the signal lands once it returns. */
 	if (tid == gettid())
 		return 1;
-	return in_call ? !takes_signal_as_data(s, tid) : blocks_signal(tid) != 1;
+	return in_call ? !takes_signal_as_data(s) : blocks_signal(tid) != 1;
 }
 
 /*
