@@ -57,6 +57,13 @@ bool skipped_under_emulator(const char *test, const char *why);
 #define QEMU_TIMERS "qemu-user gives a process 32 POSIX timers, fewer than one per thread here"
 #define QEMU_FORK "qemu-user fails an assertion when a fork child of a multithreaded process " \
 	"makes threads"
+#define QEMU_PREADV2 "qemu-user has no preadv2 or pwritev2 (ENOSYS)"
+#define QEMU_SPLICE "qemu-user makes splice and tee outside its interruptible syscall path: " \
+	"a signal waits until they return"
+#define QEMU_TIME_LEFT "qemu-user writes a ppoll's or select's time left back only on success, " \
+	"not at EINTR"
+#define QEMU_NO_VM_READV "qemu-user has no process_vm_readv: the library copies with memcpy, " \
+	"as the C library would, and a bad pointer faults"
 
 /* Run s; mode CK_FORK_GETENV follows $CK_FORK.  Returns main's exit status. */
 int run_suite(Suite *s, enum fork_status mode);
