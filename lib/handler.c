@@ -165,26 +165,35 @@ int sc_handler_in_place(void)
 /*
  * A call that ends waits for the signals sent to it.  One sent while the
  * thread blocked the library's signal is pending: let it land now, in a
- * moment with the signal unblocked.  Those still missing then were taken
- * by a signalfd or a sigwait of this thread, and if the application
- * replaced the handler none will be counted (nor let through to its
- * handler): stop waiting for them.
+ * moment with the signal unblocked.  Nothing is unblocked under another
+ * handler, which must never get the signal.  Returns whether it was blocked.
  */
-void sc_signal_unstick(struct sc_slot *s)
+int sc_signal_take_pending(void)
 {
 	sigset_t set, old;
 	int was_blocked = 0;
 
-	if (sc_handler_in_place()) {
-		sigemptyset(&set);
-		sigaddset(&set, sc_g.signo);
-		if (!pthread_sigmask(SIG_UNBLOCK, &set, &old)) {
-			was_blocked = sigismember(&old, sc_g.signo) == 1;
+	if (!sc_handler_in_place())
+		return 0;
+	sigemptyset(&set);
+	sigaddset(&set, sc_g.signo);
+	if (!pthread_sigmask(SIG_UNBLOCK, &set, &old)) {
+		was_blocked = sigismember(&old, sc_g.signo) == 1;
+		if (was_blocked)
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
-		}
-		if (!was_blocked)
-			return;
 	}
+	return was_blocked;
+}
+
+/*
+ * After a long wait: the signals still missing were taken by a signalfd or
+ * a sigwait of this thread, or went to a handler that replaced the
+ * library's, and will never be counted.  Stop waiting for them.
+ */
+void sc_signal_unstick(struct sc_slot *s)
+{
+	if (!sc_signal_take_pending() && sc_handler_in_place())
+		return;
 	for (uint32_t n = __atomic_exchange_n(&s->signal_pins, 0, __ATOMIC_ACQ_REL); n; n--)
 		sc_slot_unpin(s);
 }

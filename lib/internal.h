@@ -163,6 +163,7 @@ int sc_handler_in_place(void) SC_HIDDEN;
 int sc_send_scope_signal(struct sc_slot *s, long nr, uint64_t sig) SC_HIDDEN;
 /* The syscall and signature a scope signal carries; 0 if it carries none. */
 int sc_scope_signal_names(const siginfo_t *si, long *nr, uint64_t *sig) SC_HIDDEN;
+int sc_signal_take_pending(void) SC_HIDDEN;
 void sc_signal_unstick(struct sc_slot *s) SC_HIDDEN;
 
 /*

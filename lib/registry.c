@@ -272,19 +272,27 @@ void sc_registry_visit_scoped(sc_slot_fn *fn, void *arg)
 	visit(in_scope, NULL, fn, arg);
 }
 
+/*
+ * Signals sent to a thread that blocks the library's signal wait pending
+ * (a cancel found it so, and said EIO): each look lets them land.  One may
+ * be sent after the look, and is taken at the next.
+ */
+#define PENDING_LOOK_NS 1000000
+#define UNSTICK_PATIENCE_NS 50000000
+
 static void wait_unpinned(struct sc_slot *s)
 {
+	const struct timespec look = { 0, PENDING_LOOK_NS };
+	int64_t give_up = sc_now_ns() + UNSTICK_PATIENCE_NS;
 	uint32_t pins;
 
-	const struct timespec patience = { 0, 50000000 };
-
-	/* A cancel found the thread blocking the signal: it is pending here. */
-	if (load_acquire(&s->signal_pins))
-		sc_signal_unstick(s);
-	while ((pins = load_acquire(&s->pins)))
-		if (syscall(SYS_futex, &s->pins, FUTEX_WAIT_PRIVATE, pins, &patience,
-			    NULL, 0) && errno == ETIMEDOUT)
+	while ((pins = load_acquire(&s->pins))) {
+		if (load_acquire(&s->signal_pins))
+			sc_signal_take_pending();
+		if (syscall(SYS_futex, &s->pins, FUTEX_WAIT_PRIVATE, pins, &look, NULL, 0) &&
+		    errno == ETIMEDOUT && sc_now_ns() >= give_up)
 			sc_signal_unstick(s);
+	}
 	/* A signal sent while we were pinned may be pending: take it now, harmlessly. */
 	syscall(SYS_getppid);
 }
