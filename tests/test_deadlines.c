@@ -65,7 +65,10 @@ static bool quiet_wait_interrupted(void)
 	return poll(NULL, 0, QUIET_MS) < 0 && errno == EINTR;
 }
 
-/* Wait until *p reaches v, looking every millisecond; fail after ns. */
+/*
+ * Wait until *p reaches v, looking every millisecond (a fleet's threads
+ * need the CPUs more than a spinning waiter); fail after ns.
+ */
 static void wait_count(const long *p, long v, int64_t ns, const char *what)
 {
 	int64_t end = sc_now_ns() + ns;
