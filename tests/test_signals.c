@@ -672,6 +672,53 @@ START_TEST(a_call_whose_thread_blocks_the_library_signal_still_returns)
 }
 END_TEST
 
+#define CROWD 40	/* more calls than sc_cancel keeps to look at after its sends */
+
+/* A plain read, or (arg set) one made with the library's signal blocked. */
+static sc_result crowd_read(struct bg_call *c)
+{
+	if (c->arg)
+		return read_with_library_signal_blocked(c);
+	return bg_read(c);
+}
+
+/*
+ * One of many calls under a root cannot take the signal: the cancel of the
+ * root says EIO, whether that call is looked at after all the sends or
+ * early, to make room; the others are cancelled all the same.  _i: the
+ * blocking thread is the first started, or the last.
+ */
+START_TEST(a_cancel_of_many_calls_says_EIO_for_one_whose_thread_blocks_the_signal)
+{
+	static struct bg_call calls[CROWD];
+	struct blocked_read b = { 0 };
+	int odd = _i ? CROWD - 1 : 0;
+	sc_token root;
+
+	ck_assert_int_eq(sc_token_init(&root, NULL), 0);
+	for (int i = 0; i < CROWD; i++) {
+		calls[i] = (struct bg_call){ .fn = crowd_read, .tok = &root,
+					     .arg = i == odd ? &b : NULL };
+		bg_pipe(&calls[i]);
+		bg_start(&calls[i]);
+		if (i == odd)
+			wait_at_least(&b.reading, 1, "thread blocks the signal and starts its read");
+		ck_assert(bg_wait_blocked(&calls[i]));
+	}
+	ck_assert_int_eq(sc_cancel(&root), EIO);
+	for (int i = 0; i < CROWD; i++)
+		if (i != odd)
+			assert_cancelled(bg_join(&calls[i]));
+	ck_assert_msg(!bg_done(&calls[odd]), "the call that blocks the signal returned");
+	ck_assert_int_eq(write(calls[odd].peer, "x", 1), 1);
+	assert_ok(bg_join(&calls[odd]), 1);
+	ck_assert_int_eq(b.left_pending, 0);
+	for (int i = 0; i < CROWD; i++)
+		bg_close_pipe(&calls[i]);
+	ck_assert_int_eq(sc_token_destroy(&root), 0);
+}
+END_TEST
+
 /* Signals queued for this user, from the SigQ line of /proc/self/status. */
 static long signals_queued(void)
 {
@@ -804,6 +851,11 @@ int main(void)
 			       repeated_cancels_of_a_call_that_cannot_take_the_signal_queue_one_signal);
 	if (!skipped_under_emulator("a call whose thread blocks the library's signal", QEMU_MASKS))
 		tcase_add_test(tc, a_call_whose_thread_blocks_the_library_signal_still_returns);
+	/* Valgrind cannot tell a call's wait from a handler's; on the ring no signal is sent. */
+	if (!under_valgrind() && !backend_is_uring() &&
+	    !skipped_under_emulator("a cancel of many calls, one blocking the signal", QEMU_MASKS))
+		tcase_add_loop_test(tc,
+			a_cancel_of_many_calls_says_EIO_for_one_whose_thread_blocks_the_signal, 0, 2);
 	tcase_add_loop_test(cfg,
 			    an_application_handler_on_the_library_signal_makes_sc_init_fail_with_ebusy,
 			    0, 2);
