@@ -133,6 +133,9 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 	struct sc_slot *s = sc_self;
 	int saved_errno = errno;
 
+	if (s)
+		store_release(&s->landings, s->landings + 1);
+
 	/*
 	 * Between clearing the in-flight bit and the slow end of a call, only a
 	 * signal a pin or the armed timer stands for can land; it is in the call.
@@ -249,10 +252,10 @@ static int signal_on_its_way(struct sc_slot *s)
  * it (registry.c).  Asked last, so that most signals have landed by then:
  * the look at the mask is dear.
  */
-int sc_cancel_held_back(struct sc_slot *s, uint64_t call)
+int sc_cancel_held_back(const struct sc_sent *x)
 {
-	return SC_STUB_PRESENT && !sc_signal_landed(s, call) &&
-	       sc_signal_held_back(s, call, 1) && load_acquire(&s->call) == call;
+	return SC_STUB_PRESENT && !sc_signal_landed(x) && sc_signal_held_back(x->slot, x) &&
+	       load_acquire(&x->slot->call) == x->call;
 }
 
 /*
@@ -288,7 +291,7 @@ int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable)
 			return 1;
 		__atomic_fetch_sub(&s->signal_pins, 1, __ATOMIC_RELAXED);
 		count(&sc_signal_counts.refused);
-	} else if (sc_signal_held_back(s, call, 0)) {
+	} else if (sc_signal_held_back(s, NULL)) {
 		/* No pin to take it at the call's end: ask first, send nothing. */
 		*unreachable = 1;
 		return 0;

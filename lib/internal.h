@@ -47,6 +47,7 @@ struct sc_slot {
 	int64_t deadline;	/* effective deadline of the call in flight */
 	uint32_t pins;		/* cancellers looking at this slot, and signals on their way */
 	uint32_t signal_pins;	/* of those pins, the ones our signals carry */
+	uint32_t landings;	/* the library's signals this thread has taken */
 	int exiting;		/* the owner is in the slow end of a call */
 	int timer;		/* kernel id of the owner's deadline timer, -1 if none */
 	int timer_armed;
@@ -157,7 +158,13 @@ int sc_deadline_passed(const struct sc_slot *s) SC_HIDDEN;
 /* handler.c */
 int sc_handler_install(int signo) SC_HIDDEN;
 int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable) SC_HIDDEN;
-int sc_cancel_held_back(struct sc_slot *s, uint64_t call) SC_HIDDEN;
+/* A call a canceller signalled; landings: the slot's count before the send. */
+struct sc_sent {
+	struct sc_slot *slot;
+	uint64_t call;
+	uint32_t landings;
+};
+int sc_cancel_held_back(const struct sc_sent *x) SC_HIDDEN;
 int sc_handler_in_place(void) SC_HIDDEN;
 /* A signal for a thread in a scope, naming the syscall it was seen blocked in. */
 int sc_send_scope_signal(struct sc_slot *s, long nr, uint64_t sig) SC_HIDDEN;
@@ -192,13 +199,20 @@ extern int sc_scope_diversion SC_HIDDEN;	/* 0: scopes end no syscall, likewise *
 /* reach.c: whether the signal can reach a thread's call or scope */
 /* Before a send: the handler in place, and a call's syscall would not take it as data. */
 int sc_signal_may_reach(const struct sc_slot *s, int in_call) SC_HIDDEN;
-/* The thread blocks the signal where its call waits; sent: one is on its way. */
-int sc_signal_held_back(const struct sc_slot *s, uint64_t call, int sent) SC_HIDDEN;
+/* The thread blocks the signal where its call waits; x: the send, NULL before one. */
+int sc_signal_held_back(const struct sc_slot *s, const struct sc_sent *x) SC_HIDDEN;
 
-/* The call has left, or the signals carrying pins have all landed. */
-static inline int sc_signal_landed(const struct sc_slot *s, uint64_t call)
+/*
+ * The call has left, the signals carrying pins have all landed, or the
+ * thread has taken one of the library's signals since: its call does not
+ * block them, and the one sent lands in turn.
+ */
+static inline int sc_signal_landed(const struct sc_sent *x)
 {
-	return load_acquire(&s->call) != call || !load_acquire(&s->signal_pins);
+	const struct sc_slot *s = x->slot;
+
+	return load_acquire(&s->call) != x->call || !load_acquire(&s->signal_pins) ||
+	       load_acquire(&s->landings) != x->landings;
 }
 
 /* the stub, lib/arch/<arch>/: the syscall nr with its six arguments */

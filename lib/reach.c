@@ -199,22 +199,21 @@ int sc_signal_may_reach(const struct sc_slot *s, int in_call)
 }
 
 /*
- * After a send to a call (sent), until the signal has landed, or before
- * one: whether the thread blocks the signal while waiting in its call, where it would stay pending until the
+ * After a send to a call (x), until the signal has landed, or before one: whether the thread blocks the signal while waiting in its call, where it would stay pending until the
  * call ends on its own (the call's end then takes it, registry.c).  Running
  * with the signal blocked, the thread is in a handler on top of the call or
  * between the call's entry and its syscall: look again, for a while, until
  * it waits.  Waiting elsewhere it is in an application handler, and the
  * signal lands when that returns.
  */
-int sc_signal_held_back(const struct sc_slot *s, uint64_t call, int sent)
+int sc_signal_held_back(const struct sc_slot *s, const struct sc_sent *x)
 {
 	int tid = load_relaxed(&s->tid);
 	int64_t end = sc_now_ns() + RUNNING_PATIENCE_NS;
 
 	if (tid == gettid())
 		return 0;
-	while (!(sent && sc_signal_landed(s, call)) && blocks_signal(tid) == 1) {
+	while (!(x && sc_signal_landed(x)) && blocks_signal(tid) == 1) {
 		struct sc_syscall c;
 		uint64_t sp, pc;
 		int err = sc_proc_blocked_syscall(tid, &c, &sp, &pc);

@@ -299,27 +299,25 @@ int64_t sc_token_deadline(const sc_token *tok)
 struct cancel_visit {
 	int cause;
 	int unreachable;	/* set when a call's thread cannot get the signal */
-	unsigned sent;
-	struct sc_slot *slots[CANCEL_LATER_CHECKS];
-	uint64_t calls[CANCEL_LATER_CHECKS];
+	unsigned n_sent;
+	struct sc_sent sent[CANCEL_LATER_CHECKS];
 };
 
-static void check_later(struct cancel_visit *v, struct sc_slot *s, uint64_t call)
+static void check_later(struct cancel_visit *v, const struct sc_sent *x)
 {
-	unsigned i = v->sent++ % CANCEL_LATER_CHECKS;
+	unsigned i = v->n_sent++ % CANCEL_LATER_CHECKS;
 
-	if (v->sent > CANCEL_LATER_CHECKS && !v->unreachable)
-		v->unreachable = sc_cancel_held_back(v->slots[i], v->calls[i]);
-	v->slots[i] = s;
-	v->calls[i] = call;
+	if (v->n_sent > CANCEL_LATER_CHECKS && !v->unreachable)
+		v->unreachable = sc_cancel_held_back(&v->sent[i]);
+	v->sent[i] = *x;
 }
 
 static int any_held_back(const struct cancel_visit *v)
 {
-	unsigned n = v->sent < CANCEL_LATER_CHECKS ? v->sent : CANCEL_LATER_CHECKS;
+	unsigned n = v->n_sent < CANCEL_LATER_CHECKS ? v->n_sent : CANCEL_LATER_CHECKS;
 
 	for (unsigned i = 0; i < n && !v->unreachable; i++)
-		if (sc_cancel_held_back(v->slots[i], v->calls[i]))
+		if (sc_cancel_held_back(&v->sent[i]))
 			return 1;
 	return v->unreachable;
 }
@@ -337,9 +335,10 @@ static int cancel_call(struct sc_slot *s, void *arg)
 	}
 	sc_scope_watch(s);
 	if (!load_acquire(&s->via_ring)) {
+		struct sc_sent x = { s, call, load_acquire(&s->landings) };
 		int handed = sc_send_cancel(s, call, &v->unreachable);
 
-		check_later(v, s, call);
+		check_later(v, &x);
 		return handed;
 	}
 	store_release(&s->abort, call);
