@@ -264,9 +264,10 @@ int sc_cancel_held_back(const struct sc_sent *x)
  * data (reach.c), nothing is sent and *unreachable is set; a canceller that
  * answers for the call asks sc_cancel_held_back() later.  With the stub
  * the pin travels with the signal: the target drops it when the signal
- * lands, so it need not wait for this thread to run again.  Without it a signal landing just before the kernel entry is lost,
- * so the timer backs every cancel up; no canceller ever waits, not even one
- * in a handler on top of the very call it cancels.
+ * lands, so it need not wait for this thread to run again.  Without it a
+ * signal landing just before the kernel entry is lost, so the timer backs
+ * every cancel up; no canceller ever waits, not even one in a handler on
+ * top of the very call it cancels.
  */
 int sc_send_cancel(struct sc_slot *s, uint64_t call, int *unreachable)
 {

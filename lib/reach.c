@@ -199,12 +199,13 @@ int sc_signal_may_reach(const struct sc_slot *s, int in_call)
 }
 
 /*
- * After a send to a call (x), until the signal has landed, or before one: whether the thread blocks the signal while waiting in its call, where it would stay pending until the
- * call ends on its own (the call's end then takes it, registry.c).  Running
- * with the signal blocked, the thread is in a handler on top of the call or
- * between the call's entry and its syscall: look again, for a while, until
- * it waits.  Waiting elsewhere it is in an application handler, and the
- * signal lands when that returns.
+ * After a send to a call (x), until the signal has landed, or before one:
+ * whether the thread blocks the signal while waiting in its call, where it
+ * would stay pending until the call ends on its own (the call's end then
+ * takes it, registry.c).  Running with the signal blocked, the thread is in
+ * a handler on top of the call or between the call's entry and its
+ * syscall: look again, for a while, until it waits.  Waiting elsewhere it
+ * is in an application handler, and the signal lands when that returns.
  */
 int sc_signal_held_back(const struct sc_slot *s, const struct sc_sent *x)
 {

@@ -651,8 +651,9 @@ START_TEST(a_call_whose_thread_blocks_the_library_signal_still_returns)
 	wait_at_least(&b.reading, 1, "thread blocks the signal and starts its read");
 	ck_assert(bg_wait_blocked(&c));
 	/*
-	 * The signal cannot reach the read: the cancel says so (EIO).  Under valgrind, which makes the syscall from its own code,
-	 * the canceller cannot tell the call's wait from a handler's, and sends.
+	 * The signal cannot reach the read: the cancel says so (EIO).  Under
+	 * valgrind, which makes the syscall from its own code, the canceller
+	 * cannot tell the call's wait from a handler's.
 	 */
 	int err = sc_cancel(&tok);
 	if (under_valgrind())
