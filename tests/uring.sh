@@ -3,7 +3,7 @@
 # going through the io_uring backend (the others fall back to the signal
 # path).  Skipped where this build or the kernel has no io_uring.
 skip() {
-	echo "uring.sh: $*: skipped"
+	echo "$*: skipped"
 	exit 77
 }
 grep -q '^#define HAVE_LIBURING 1' config.h || skip "built without liburing"
