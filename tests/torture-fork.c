@@ -26,6 +26,7 @@ struct fork_run {
 	struct entry entries[WORKERS];
 	int idle[2];
 	long stop;
+	long started;		/* workers running their own code */
 	struct tally t;
 };
 
@@ -40,6 +41,7 @@ static void *blocked_reader(void *arg)
 	struct worker *w = arg;
 	char b;
 
+	add(&w->f->started, 1);
 	while (!load(&w->f->stop)) {
 		entry_open(w->e);
 		sc_result r = sc_read(&w->e->tok, w->f->idle[0], &b, 1);
@@ -161,6 +163,12 @@ void torture_fork(void)
 		ck_assert_int_eq(pthread_create(&w[i].thread, NULL, blocked_reader, &w[i]), 0);
 	}
 	cancel_loop_start(&cl, f->entries, WORKERS);
+	/*
+	 * Not while a thread is still starting: under ASan its start allocates,
+	 * and a child forked then would inherit the allocator's lock held.
+	 */
+	wait_at_least(&f->started, WORKERS, "fork: workers start");
+	wait_at_least(&f->t.cancelled, 1, "fork: the cancel loop cancels");
 	for (long i = 0; i < forks; i++)
 		fork_once(f);
 	store(&f->stop, 1);
