@@ -97,14 +97,19 @@ static int blocks_signal(int tid)
 	return mask_line_holds_signal(path, "\nSigBlk:\t");
 }
 
-/* Waiting in the call's own syscall, in the stub; elsewhere is a handler on top of the call. */
-static int waits_in_call(uint64_t pc)
+/*
+ * Waiting in the call's own syscall: in the stub, or without one, in the
+ * syscall the call published.  Elsewhere is a handler on top of the call
+ * (under TSan, its runtime waiting with every signal blocked).
+ */
+static int waits_in_call(const struct sc_slot *s, const struct sc_syscall *c, uint64_t pc)
 {
 #ifdef SC_HAVE_STUB
+	(void)s, (void)c;
 	return pc == (uintptr_t)sc_stub_end;
 #else
 	(void)pc;
-	return 1;
+	return c->nr == load_relaxed(&s->nr);
 #endif
 }
 
@@ -220,7 +225,7 @@ int sc_signal_held_back(const struct sc_slot *s, const struct sc_sent *x)
 		int err = sc_proc_blocked_syscall(tid, &c, &sp, &pc);
 
 		if (!err)
-			return waits_in_call(pc) && blocks_signal(tid) == 1;
+			return waits_in_call(s, &c, pc) && blocks_signal(tid) == 1;
 		if (err != EAGAIN || sc_now_ns() >= end)
 			return 0;
 		sched_yield();
