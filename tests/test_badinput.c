@@ -480,7 +480,8 @@ int main(void)
 	tcase_add_test(tc, bad_fd_is_EBADF);
 	tcase_add_test(tc, bad_buffer_pointer_is_EFAULT);
 	tcase_add_test(tc, bad_poll_array_is_EFAULT);
-	tcase_add_test(tc, bad_ppoll_timeout_is_EFAULT_or_EINVAL);
+	if (!under_valgrind())	/* memcheck reports the bad pointer the kernel is given */
+		tcase_add_test(tc, bad_ppoll_timeout_is_EFAULT_or_EINVAL);
 	tcase_add_test(tc, null_token_pointer_is_EINVAL);
 	tcase_add_test(tc, null_token_is_never_cancelled);
 	tcase_add_test(tc, zeroed_token_is_EINVAL);
