@@ -30,6 +30,18 @@ static void take(struct snap *s)
 	ck_assert_msg(s->n >= 0 && s->n <= MAX_ENTRIES, "sc_snapshot returned %d", s->n);
 }
 
+/*
+ * Until at least n calls are listed: a thread /proc shows asleep may not
+ * have published its call yet (under qemu-user, the emulator's own waits).
+ */
+static void take_at_least(struct snap *s, int n)
+{
+	int64_t end = sc_now_ns() + 10 * SEC_NS;
+
+	for (take(s); s->n < n && sc_now_ns() < end; take(s))
+		sched_yield();
+}
+
 static const sc_call_info *find(const struct snap *s, pid_t tid)
 {
 	for (int i = 0; i < s->n; i++)
@@ -84,7 +96,7 @@ START_TEST(a_snapshot_lists_every_blocked_thread_with_its_tid_syscall_token_and_
 	acc.fd = make_listener(&addr, &alen, 4);
 	bg_start_blocked(&acc);
 
-	take(&s);
+	take_at_least(&s, 3);
 	ck_assert_int_ge(s.n, 3);
 	assert_call(must_find(&s, r1.tid), SYS_read, &plain, r1.fd, SC_NO_DEADLINE);
 	assert_call(must_find(&s, r2.tid), SYS_read, &child, r2.fd, sc_token_deadline(&timed));
